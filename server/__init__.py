@@ -1,0 +1,1 @@
+"""ebas-login: the login service of 全國主計網 (eBAS)."""
