@@ -1,0 +1,1 @@
+"""The HTTP layer: parses requests, calls the core, renders answers."""
