@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.sessions.model import LoginSession, State, VerifiedIdentity
-from server.sessions.store import SessionStore
+from server.sessions.store import SessionStore, Subscription
 
 # Ended sessions stay readable this long after their deadline, so a late status read or
 # assertion completion still finds them; then they are purged.
@@ -79,11 +79,11 @@ class MemoryStore(SessionStore):
         return updated
 
     @asynccontextmanager
-    async def watch(self, login_id: str) -> AsyncIterator[AsyncIterator[LoginSession]]:
+    async def watch(self, login_id: str) -> AsyncIterator[Subscription]:
         queue: asyncio.Queue[LoginSession] = asyncio.Queue(WATCH_QUEUE_SIZE)
         self._watchers.setdefault(login_id, set()).add(queue)
         try:
-            yield _drain(queue)
+            yield queue
         finally:
             watchers = self._watchers.get(login_id)
             if watchers is not None:
@@ -149,7 +149,3 @@ class MemoryStore(SessionStore):
         for key in [k for k, (_, resets_at) in self._counters.items() if resets_at <= now]:
             del self._counters[key]
 
-
-async def _drain(queue: asyncio.Queue[LoginSession]) -> AsyncIterator[LoginSession]:
-    while True:
-        yield await queue.get()

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Protocol
 
 from server.sessions.model import LoginSession, State, VerifiedIdentity
+
+
+class Subscription(Protocol):
+    """Snapshots published for one session, oldest first."""
+
+    async def get(self) -> LoginSession:
+        """Wait for the next snapshot; safe to cancel (e.g. by ``asyncio.wait_for``)."""
+        ...
 
 
 class SessionStore(abc.ABC):
@@ -61,10 +69,10 @@ class SessionStore(abc.ABC):
         """Merge method data while in ``expect``; return the new snapshot or None; publishes."""
 
     @abc.abstractmethod
-    def watch(self, login_id: str) -> AbstractAsyncContextManager[AsyncIterator[LoginSession]]:
+    def watch(self, login_id: str) -> AbstractAsyncContextManager[Subscription]:
         """Subscribe to the snapshots published for one session from now on.
 
-        ``async with store.watch(id) as events: async for session in events: ...``
+        ``async with store.watch(id) as events: session = await events.get()``
         Subscribe before reading the current state, so no change falls between the two.
         """
 

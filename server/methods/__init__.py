@@ -1,0 +1,1 @@
+"""One module per login method, all implementing ``server.methods.base.LoginMethod``."""
