@@ -42,10 +42,15 @@ class ServerSettings:
     secure_cookies: bool = False
     # Addresses of reverse proxies whose X-Forwarded-For is trusted for the client address.
     trusted_proxies: list[str] = field(default_factory=list)
+    # Logins one client address may start within start_window seconds (all methods together).
+    start_limit: int = 30
+    start_window: int = 60
 
     def check(self) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError("server.port must be between 1 and 65535")
+        if self.start_limit < 1 or self.start_window < 1:
+            raise ConfigError("server.start_limit and server.start_window must be positive")
         if self.public_origin and not self.public_origin.startswith(("http://", "https://")):
             raise ConfigError("server.public_origin must start with http:// or https://")
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from server.assertion import AssertionService
     from server.audit import AuditLog
     from server.config import Settings
+    from server.logins import Logins
     from server.methods.base import LoginMethod
     from server.sessions.store import SessionStore
 
@@ -20,3 +21,4 @@ ACCOUNTS = web.AppKey("accounts", "AccountDirectory")
 ASSERTIONS = web.AppKey("assertions", "AssertionService")
 AUDIT = web.AppKey("audit", "AuditLog")
 METHODS = web.AppKey("methods", "dict[str, LoginMethod]")
+LOGINS = web.AppKey("logins", "Logins")

@@ -1,0 +1,178 @@
+"""The application factory: opens every component at start and closes it at shutdown."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from push.client import SpApiClient
+from push.poller import PollScheduler
+from server.config import Settings
+from server.logins import Logins
+from server.methods.base import LoginMethod
+from server.methods.mobile import MobileMethod
+from server.sessions.store import SessionStore
+from server.web.api import setup_api_routes
+from server.web.keys import ACCOUNTS, ASSERTIONS, AUDIT, LOGINS, METHODS, SETTINGS, STORE
+from server.web.middleware import errors_middleware, headers_middleware
+from server.web.site import setup_site_routes
+
+log = logging.getLogger(__name__)
+
+POLLER = web.AppKey("poller", PollScheduler)
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+AUTHORITY_MOUNT = "/twfido"
+EMBEDDED_KEY_FILE = "twfido-sp.key"  # the embedded SP's AES key, shared with the authority
+
+
+def create_app(settings: Settings) -> web.Application:
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    app = web.Application(
+        middlewares=[headers_middleware, errors_middleware], client_max_size=64 * 1024
+    )
+    app[SETTINGS] = settings
+    aes_key = sp_aes_key(settings)
+
+    if settings.twfido.mode == "embedded":
+        from push.authority import create_authority_app
+
+        def on_result(sp_ticket_id: str) -> None:
+            # The verifier learns of a final answer at once instead of at its next poll.
+            if POLLER in app:
+                app[POLLER].poke(sp_ticket_id)
+
+        app.add_subapp(
+            AUTHORITY_MOUNT,
+            create_authority_app(
+                data_dir=settings.server.data_dir / "authority",
+                sp_service_id=settings.twfido.sp_service_id,
+                aes_key=aes_key,
+                sp_name=settings.twfido.sp_name,
+                random_iv=settings.twfido.random_iv,
+                on_result=on_result,
+            ),
+        )
+
+    app.cleanup_ctx.append(_components(settings, aes_key))
+    setup_api_routes(app)
+    setup_site_routes(app)
+    return app
+
+
+def sp_aes_key(settings: Settings) -> bytes:
+    """Return the configured AES key, or the embedded one, created on first start."""
+    from push.checksum import decode_key
+
+    if settings.twfido.aes_key:
+        return decode_key(settings.twfido.aes_key)
+    path = settings.server.data_dir / EMBEDDED_KEY_FILE
+    if not path.exists():
+        write_secret(path, base64.b64encode(secrets.token_bytes(32)))
+    return decode_key(path.read_text())
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Write a file readable only by this user, atomically."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def api_url(settings: Settings) -> str:
+    if settings.twfido.api_url:
+        return settings.twfido.api_url.rstrip("/")
+    host = settings.server.host
+    if host in ("0.0.0.0", ""):  # noqa: S104 - mapping a wildcard bind to loopback
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.server.port}{AUTHORITY_MOUNT}"
+
+
+def open_store(settings: Settings) -> SessionStore:
+    if settings.store.backend == "redis":
+        from server.sessions.redis import RedisStore
+
+        return RedisStore(settings.store.redis_url, prefix=settings.store.key_prefix)
+    from server.sessions.memory import MemoryStore
+
+    return MemoryStore()
+
+
+def _components(settings: Settings, aes_key: bytes):  # type: ignore[no-untyped-def]
+    async def components(app: web.Application) -> AsyncIterator[None]:
+        from server.accounts import AccountDirectory
+        from server.assertion import AssertionService
+        from server.audit import AuditLog
+        from server.demo import seed_demo_accounts
+
+        store = open_store(settings)
+        await store.start()
+        audit = AuditLog.from_settings(settings)
+        accounts = await AccountDirectory.open(
+            settings.accounts.database or settings.data_path("accounts.sqlite3")
+        )
+        if settings.accounts.seed_demo:
+            await seed_demo_accounts(accounts)
+        assertions = AssertionService.load_or_create(
+            settings.assertion.key_file or settings.data_path("assertion-key.pem"),
+            issuer=settings.assertion.issuer,
+            audience=settings.assertion.audience,
+            lifetime=settings.assertion.lifetime,
+            store=store,
+        )
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.twfido.http_timeout))
+        client = SpApiClient(
+            http,
+            api_url=api_url(settings),
+            sp_service_id=settings.twfido.sp_service_id,
+            aes_key=aes_key,
+            random_iv=settings.twfido.random_iv,
+            timeout=settings.twfido.http_timeout,
+        )
+        poller = PollScheduler(client, interval=settings.twfido.poll_interval)
+        await poller.start()
+
+        logins = Logins(store, audit)
+        methods: dict[str, LoginMethod] = {
+            "mobile": MobileMethod(logins, client=client, poller=poller, settings=settings.twfido),
+        }
+        for method in methods.values():
+            await method.open()
+
+        app[STORE] = store
+        app[AUDIT] = audit
+        app[ACCOUNTS] = accounts
+        app[ASSERTIONS] = assertions
+        app[LOGINS] = logins
+        app[METHODS] = methods
+        app[POLLER] = poller
+        app[HTTP_CLIENT] = http
+        log.info(
+            "ebas-login ready at %s (twfido=%s, store=%s)",
+            settings.server.origin,
+            settings.twfido.mode,
+            settings.store.backend,
+        )
+        yield
+
+        for method in methods.values():
+            await method.close()
+        await poller.close()
+        await http.close()
+        await accounts.close()
+        await store.close()
+        audit.close()
+
+    return components
