@@ -44,11 +44,16 @@ class ServerSettings:
     trusted_proxies: list[str] = field(default_factory=list)
     # Logins one client address may start within start_window seconds (all methods together).
     start_limit: int = 30
+    # Login methods offered (mobile, card, nhi, password); empty means every installed one.
+    methods: list[str] = field(default_factory=list)
     start_window: int = 60
 
     def check(self) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError("server.port must be between 1 and 65535")
+        unknown = set(self.methods) - {"mobile", "card", "nhi", "password"}
+        if unknown:
+            raise ConfigError(f"server.methods has unknown methods: {', '.join(sorted(unknown))}")
         if self.start_limit < 1 or self.start_window < 1:
             raise ConfigError("server.start_limit and server.start_window must be positive")
         if self.public_origin and not self.public_origin.startswith(("http://", "https://")):

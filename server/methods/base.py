@@ -5,10 +5,18 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from server.logins import ClientInfo, Logins
 from server.sessions.model import LoginSession
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from push.client import SpApiClient
+    from push.poller import PollScheduler
+    from server.accounts import AccountDirectory
+    from server.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +48,15 @@ class LoginMethod(abc.ABC):
 
     async def cancelled(self, session: LoginSession) -> None:  # noqa: B027 - optional hook
         """Release what a cancelled or expired login still holds (watched transactions)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MethodContext:
+    """What a method module's ``create(context)`` may use to build its method."""
+
+    settings: Settings
+    logins: Logins
+    accounts: AccountDirectory
+    http: aiohttp.ClientSession
+    sp_client: SpApiClient
+    poller: PollScheduler

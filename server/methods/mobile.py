@@ -23,7 +23,7 @@ from server.config import TwFidoSettings
 from server.errors import RateLimited, UpstreamUnavailable, WrongState
 from server.idnumber import mask, validate
 from server.logins import Logins
-from server.methods.base import LoginMethod, StartRequest
+from server.methods.base import LoginMethod, MethodContext, StartRequest
 from server.sessions.model import LoginSession, State, VerifiedIdentity
 
 log = logging.getLogger(__name__)
@@ -255,3 +255,12 @@ def _holder_name(cert_b64: str) -> str:
     except ValueError:
         return ""
     return str(names[0].value) if names else ""
+
+
+def create(context: MethodContext) -> MobileMethod:
+    return MobileMethod(
+        context.logins,
+        client=context.sp_client,
+        poller=context.poller,
+        settings=context.settings.twfido,
+    )

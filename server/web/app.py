@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import importlib
+import importlib.util
 import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import ModuleType
 
 import aiohttp
 from aiohttp import web
@@ -16,8 +19,7 @@ from push.client import SpApiClient
 from push.poller import PollScheduler
 from server.config import Settings
 from server.logins import Logins
-from server.methods.base import LoginMethod
-from server.methods.mobile import MobileMethod
+from server.methods.base import LoginMethod, MethodContext
 from server.sessions.store import SessionStore
 from server.web.api import setup_api_routes
 from server.web.keys import ACCOUNTS, ASSERTIONS, AUDIT, LOGINS, METHODS, SETTINGS, STORE
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 POLLER = web.AppKey("poller", PollScheduler)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 AUTHORITY_MOUNT = "/twfido"
+KNOWN_METHODS = ("mobile", "card", "nhi", "password")  # the four eCPA credentials, page order
 EMBEDDED_KEY_FILE = "twfido-sp.key"  # the embedded SP's AES key, shared with the authority
 
 
@@ -63,7 +66,24 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_components(settings, aes_key))
     setup_api_routes(app)
     setup_site_routes(app)
+    for name in method_modules(settings):
+        # A method may bring its own routes in server/web/methods/<name>.py (setup_routes(app)).
+        if importlib.util.find_spec(f"server.web.methods.{name}") is not None:
+            importlib.import_module(f"server.web.methods.{name}").setup_routes(app)
     return app
+
+
+def method_modules(settings: Settings) -> dict[str, ModuleType]:
+    """Return the enabled method modules: every server/methods module with a create(context)."""
+    names = settings.server.methods or list(KNOWN_METHODS)
+    modules = {}
+    for name in names:
+        if importlib.util.find_spec(f"server.methods.{name}") is None:
+            continue
+        module = importlib.import_module(f"server.methods.{name}")
+        if hasattr(module, "create"):
+            modules[name] = module
+    return modules
 
 
 def sp_aes_key(settings: Settings) -> bytes:
@@ -145,9 +165,8 @@ def _components(settings: Settings, aes_key: bytes):  # type: ignore[no-untyped-
         await poller.start()
 
         logins = Logins(store, audit)
-        methods: dict[str, LoginMethod] = {
-            "mobile": MobileMethod(logins, client=client, poller=poller, settings=settings.twfido),
-        }
+        context = MethodContext(settings, logins, accounts, http, client, poller)
+        methods = {name: module.create(context) for name, module in method_modules(settings).items()}
         for method in methods.values():
             await method.open()
 

@@ -1,0 +1,1 @@
+"""HTTP routes that belong to one login method (setup_routes(app) in each)."""
