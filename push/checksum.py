@@ -13,6 +13,8 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
+from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -32,6 +34,9 @@ TICKET_IDP = ("transaction_id", "error_code", "sp_ticket")
 ATH02_IDP = ("transaction_id", "error_code", "hashed_id_num", "signed_response")
 LF01_IDP = ("transaction_id", "error_code", "is_fido", "is_mcert_sign")
 
+# bytes.fromhex alone would also accept spaces inside the checksum.
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
+
 
 class ChecksumError(ValueError):
     """A checksum that is malformed or does not match its fields."""
@@ -48,27 +53,30 @@ def decode_key(text: str) -> bytes:
     return key
 
 
-def digest_hex(fields: dict[str, object], order: tuple[str, ...]) -> str:
+def digest_hex(fields: Mapping[str, object], order: tuple[str, ...]) -> str:
     """Return the SHA-256 hex of the fields concatenated in ``order`` (missing → "")."""
     text = "".join("" if fields.get(name) is None else str(fields[name]) for name in order)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def make(key: bytes, fields: dict[str, object], order: tuple[str, ...], *, random_iv: bool) -> str:
+def make(
+    key: bytes, fields: Mapping[str, object], order: tuple[str, ...], *, random_iv: bool
+) -> str:
     """Compute a checksum; the IV is all-zero unless ``random_iv``."""
     iv = os.urandom(IV_BYTES) if random_iv else bytes(IV_BYTES)
     sealed = AESGCM(key).encrypt(iv, digest_hex(fields, order).encode("ascii"), None)
     return iv.hex() + sealed.hex()
 
 
-def verify(key: bytes, checksum: object, fields: dict[str, object], order: tuple[str, ...]) -> None:
+def verify(
+    key: bytes, checksum: object, fields: Mapping[str, object], order: tuple[str, ...]
+) -> None:
     """Raise ``ChecksumError`` unless ``checksum`` matches the fields."""
     if not isinstance(checksum, str):
         raise ChecksumError("checksum missing")
-    try:
-        raw = bytes.fromhex(checksum)
-    except ValueError:
-        raise ChecksumError("checksum is not hex") from None
+    if not _HEX.fullmatch(checksum):
+        raise ChecksumError("checksum is not hex")
+    raw = bytes.fromhex(checksum)
     if len(raw) <= IV_BYTES + 16:
         raise ChecksumError("checksum too short")
     try:

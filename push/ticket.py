@@ -62,7 +62,8 @@ def decode(text: object) -> Ticket:
         raise TicketError("ticket digest does not match")
     try:
         payload = json.loads(_unb64url(first))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        # RecursionError: deeply nested arrays fit in MAX_TICKET_CHARS and exhaust the parser.
         raise TicketError("ticket payload is not JSON") from None
     if not isinstance(payload, dict):
         raise TicketError("ticket payload is not an object")
