@@ -158,6 +158,72 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class PasswordSettings:
+    # argon2id cost (RFC 9106's second recommended option): passes, memory in KiB, lanes.
+    time_cost: int = 3
+    memory_cost: int = 65536
+    parallelism: int = 4
+    # Hashes computed at once; each takes memory_cost KiB, so this bounds memory under a storm.
+    max_concurrent_hashes: int = 4
+    # Failed logins for one account name within failure_window seconds before it locks.
+    max_failures: int = 5
+    # Failed logins from one client address (any account) before that address locks; higher
+    # than max_failures because an office behind one NAT address shares it.
+    address_max_failures: int = 20
+    failure_window: int = 900
+    lockout_seconds: int = 900  # how long a locked account or address stays locked
+    max_age_days: int = 90  # a password older than this must be changed at the next login
+    change_window: int = 600  # seconds the forced-change step of a login stays open
+    # Password policy for new passwords: length and how many of the four character classes
+    # (upper case, lower case, digits, symbols) a password must mix.
+    min_length: int = 12
+    min_classes: int = 3
+    max_length: int = 128  # argon2 accepts any length; this only bounds the request
+
+    def check(self) -> None:
+        if self.time_cost < 1 or self.parallelism < 1 or self.memory_cost < 8 * self.parallelism:
+            raise ConfigError("password.time_cost, parallelism and memory_cost are out of range")
+        if self.max_concurrent_hashes < 1:
+            raise ConfigError("password.max_concurrent_hashes must be positive")
+        if min(self.max_failures, self.address_max_failures, self.failure_window) < 1:
+            raise ConfigError("password.max_failures, address_max_failures and failure_window must be positive")
+        if self.lockout_seconds < 1 or self.change_window < 60 or self.max_age_days < 1:
+            raise ConfigError("password.lockout_seconds, change_window (>= 60) and max_age_days are out of range")
+        if not 1 <= self.min_classes <= 4:
+            raise ConfigError("password.min_classes must be between 1 and 4")
+        if not 8 <= self.min_length <= self.max_length:
+            raise ConfigError("password.min_length must be at least 8 and at most password.max_length")
+
+
+@dataclass(frozen=True)
+class NhiSettings:
+    # WebSocket of the NHI card component that the login page connects to.
+    component_url: str = "wss://iccert.nhi.gov.tw:7777/echo"
+    # Run the card-component simulator on loopback and point the page at it instead:
+    # auto = only when twfido.mode is embedded (the demo), on, or off.
+    simulator: str = "auto"
+    simulator_port: int = 0  # 0 picks a free loopback port
+    # NHI rule: this many wrong registered passwords suspend the card's login for
+    # suspend_seconds; mistakes older than failure_window seconds are forgotten.
+    max_failures: int = 3
+    suspend_seconds: int = 600
+    failure_window: int = 3600
+    # Failed card logins from one client address before that address locks for suspend_seconds;
+    # bounds guessing across many card numbers.
+    address_max_failures: int = 20
+
+    def check(self) -> None:
+        if not self.component_url.startswith(("wss://", "ws://")):
+            raise ConfigError("nhi.component_url must start with wss:// or ws://")
+        if self.simulator not in ("auto", "on", "off"):
+            raise ConfigError("nhi.simulator must be auto, on or off")
+        if not 0 <= self.simulator_port < 65536:
+            raise ConfigError("nhi.simulator_port must be between 0 and 65535")
+        if min(self.max_failures, self.suspend_seconds, self.failure_window, self.address_max_failures) < 1:
+            raise ConfigError("nhi.max_failures, suspend_seconds, failure_window and address_max_failures must be positive")
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     twfido: TwFidoSettings = field(default_factory=TwFidoSettings)
@@ -165,6 +231,8 @@ class Settings:
     assertion: AssertionSettings = field(default_factory=AssertionSettings)
     accounts: AccountSettings = field(default_factory=AccountSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    password: PasswordSettings = field(default_factory=PasswordSettings)
+    nhi: NhiSettings = field(default_factory=NhiSettings)
 
     def check(self) -> None:
         for section in dataclasses.fields(self):
