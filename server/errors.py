@@ -139,3 +139,10 @@ class UpstreamRejected(LoginError):
     key = "upstream_rejected"
     status = 502
     message = "驗證服務回應異常，請稍後再試。"
+
+
+# 403: the embedded authority enrolls phones only from allowed clients.
+class EnrollmentForbidden(LoginError):
+    key = "enroll_forbidden"
+    status = 403
+    message = "此伺服器不接受由您的網路位址綁定裝置，請在伺服器本機執行手機模擬器。"
