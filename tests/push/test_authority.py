@@ -596,3 +596,25 @@ async def test_frame_before_hello_closes(authority: Authority) -> None:
     assert reply["reason"] == "unauthenticated"
     assert closing.type == aiohttp.WSMsgType.CLOSE
     assert closing.data == 4001
+
+
+# -- the production SP client against the authority -----------------------------------------------
+
+
+async def test_sp_client_interoperates(authority: Authority, phone: PhoneSimulator) -> None:
+    client_module = pytest.importorskip("push.client")
+    async with aiohttp.ClientSession() as http:
+        client = client_module.SpApiClient(
+            http, api_url=authority.url + "/twfido", sp_service_id=SERVICE_ID, aes_key=KEY
+        )
+        status = await client.check_device_status(ID_NUMBER)
+        started = await client.request_push(ID_NUMBER, op_code="ATH", hint=HINT, time_limit=60)
+        pending = await client.get_result(started.ticket)
+        await phone.approve(await phone.next_push(5), "42")
+        result = await client.get_result(started.ticket)
+
+    assert status.is_fido
+    assert pending is None
+    assert result is not None
+    assert result.hashed_id_num == hashlib.sha256(ID_NUMBER.encode()).hexdigest()
+    assert x509.load_der_x509_certificate(base64.b64decode(result.cert))
