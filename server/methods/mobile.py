@@ -131,7 +131,11 @@ class MobileMethod(LoginMethod):
 
         updated = await self.store.update_data(
             session.id,
-            {"mode": "qr", "qr_ticket_id": answer.ticket.sp_ticket_id, "qr_payload": answer.sp_ticket},
+            {
+                "mode": "qr",
+                "qr_ticket_id": answer.ticket.sp_ticket_id,
+                "qr_payload": answer.sp_ticket,
+            },
         )
         if updated is None:
             raise WrongState()
@@ -233,7 +237,10 @@ class MobileMethod(LoginMethod):
     async def _fail_upstream(self, session: LoginSession, exc: Exception) -> LoginSession:
         if isinstance(exc, SpApiUntrusted):
             log.error("login %s: untrusted TW FidO answer rejected: %s", session.id, exc)
-            reason, message = "untrusted_answer", "驗證服務回應無法確認其完整性，已中止登入，請重新登入。"
+            reason, message = (
+                "untrusted_answer",
+                "驗證服務回應無法確認其完整性，已中止登入，請重新登入。",
+            )
         else:
             log.error("login %s: TW FidO service unreachable: %s", session.id, exc)
             reason, message = "authority_unreachable", UpstreamUnavailable.message

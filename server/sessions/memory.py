@@ -9,12 +9,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from server.sessions.model import LoginSession, State, VerifiedIdentity
+from server.sessions.model import RETENTION_SECONDS, LoginSession, State, VerifiedIdentity
 from server.sessions.store import SessionStore, Subscription
 
-# Ended sessions stay readable this long after their deadline, so a late status read or
-# assertion completion still finds them; then they are purged.
-RETENTION_SECONDS = 600
 PURGE_EVERY = 256  # writes between purges of stale entries
 WATCH_QUEUE_SIZE = 64  # a watcher this far behind only needs the newest snapshot anyway
 
@@ -142,10 +139,10 @@ class MemoryStore(SessionStore):
 
     def _purge(self) -> None:
         now = self._clock()
-        for login_id in [k for k, s in self._sessions.items() if now > s.expires_at + RETENTION_SECONDS]:
+        stale = [k for k, s in self._sessions.items() if now > s.expires_at + RETENTION_SECONDS]
+        for login_id in stale:
             del self._sessions[login_id]
         for key in [k for k, v in self._values.items() if v.expires_at <= now]:
             del self._values[key]
         for key in [k for k, (_, resets_at) in self._counters.items() if resets_at <= now]:
             del self._counters[key]
-

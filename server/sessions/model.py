@@ -10,6 +10,9 @@ from typing import Any
 
 LOGIN_ID_BYTES = 24  # 192 bits, URL-safe; unguessable so a login id alone grants nothing
 BINDING_SECRET_BYTES = 32
+# Ended sessions stay readable this long after their deadline, so a late status read or
+# assertion completion still finds them; then every store purges them.
+RETENTION_SECONDS = 600
 
 
 class State(StrEnum):

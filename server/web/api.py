@@ -3,65 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from qr import render_svg
-from server.errors import (
-    CsrfRejected,
-    InvalidInput,
-    LoginNotFound,
-    OriginRejected,
-    RateLimited,
-    UnknownMethod,
-    WrongState,
-)
-from server.logins import ClientInfo, Logins
+from server.errors import LoginNotFound, RateLimited, UnknownMethod, WrongState
+from server.logins import Logins
 from server.methods.base import LoginMethod, StartRequest
 from server.methods.mobile import MobileMethod
 from server.sessions.model import LoginSession, State, binding_hash, new_binding_secret
 from server.web.keys import ASSERTIONS, LOGINS, METHODS, SETTINGS, STORE
+from server.web.requests import (
+    BINDING_COOKIE,
+    check_origin,
+    client_info,
+    read_json,
+    request_binding,
+)
 
 log = logging.getLogger(__name__)
 
-BINDING_COOKIE = "ebas_login_binding"
 BINDING_COOKIE_MAX_AGE = 12 * 3600  # one working day; each login checks it anyway
-MAX_BODY_BYTES = 16 * 1024  # no login request needs more
-USER_AGENT_MAX = 300  # audit lines keep the user agent short
 WS_HEARTBEAT = 20.0  # seconds; keeps proxies from closing an idle socket
 WS_MAX_MESSAGE = 1024  # the browser sends nothing meaningful on the events socket
 COMPLETE_URL = "/ebas/complete"
-
-
-def client_info(request: web.Request) -> ClientInfo:
-    settings = request.app[SETTINGS]
-    address = request.remote or "-"
-    forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded and address in settings.server.trusted_proxies:
-        address = forwarded.split(",")[-1].strip() or address
-    return ClientInfo(address, request.headers.get("User-Agent", "")[:USER_AGENT_MAX])
-
-
-def request_binding(request: web.Request) -> str | None:
-    secret = request.cookies.get(BINDING_COOKIE)
-    return binding_hash(secret) if secret else None
-
-
-def check_origin(request: web.Request, *, required: bool) -> None:
-    """Reject a request whose Origin is not this site (browsers send it on POST and WebSocket)."""
-    origin = request.headers.get("Origin")
-    expected = request.app[SETTINGS].server.origin
-    if origin is None:
-        if required:
-            raise OriginRejected()
-        return
-    if not hmac.compare_digest(origin.encode(), expected.encode()):
-        log.warning("%s %s: origin %r rejected", request.method, request.path, origin[:100])
-        raise OriginRejected()
 
 
 def render(request: web.Request, session: LoginSession, binding: str) -> dict[str, Any]:
@@ -75,23 +42,6 @@ def render(request: web.Request, session: LoginSession, binding: str) -> dict[st
     return view
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise CsrfRejected("請以 JSON 格式送出請求。")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise InvalidInput("請求內容過大。")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidInput("請求內容過大。")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidInput("請求內容不是有效的 JSON。") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("請求內容必須是 JSON 物件。")
-    return body
-
-
 async def start_login(request: web.Request) -> web.Response:
     check_origin(request, required=False)
     body = await read_json(request)
@@ -101,7 +51,9 @@ async def start_login(request: web.Request) -> web.Response:
 
     settings = request.app[SETTINGS].server
     client = client_info(request)
-    count, resets_in = await request.app[STORE].hit(f"starts:{client.address}", settings.start_window)
+    count, resets_in = await request.app[STORE].hit(
+        f"starts:{client.address}", settings.start_window
+    )
     if count > settings.start_limit:
         raise RateLimited(max(1, int(resets_in + 0.999)))
 
@@ -162,7 +114,9 @@ async def qr_svg(request: web.Request) -> web.Response:
     if session.state is not State.PENDING or not payload:
         raise LoginNotFound("此登入作業沒有可用的 QR Code。")
     svg = await asyncio.to_thread(render_svg, payload)
-    return web.Response(text=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+    return web.Response(
+        text=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"}
+    )
 
 
 def method_of(request: web.Request, session: LoginSession) -> LoginMethod:
@@ -181,7 +135,9 @@ async def login_events(request: web.Request) -> web.StreamResponse:
     try:
         async with request.app[STORE].watch(session.id) as events:
             # Read again after subscribing, so no change falls between the read and the watch.
-            session = await logins.expire_if_due(await request.app[STORE].get(session.id) or session)
+            session = await logins.expire_if_due(
+                await request.app[STORE].get(session.id) or session
+            )
             await ws.send_json({"type": "state", **render(request, session, binding)})
             sent = session.version
             while not session.terminal and not reader.done():

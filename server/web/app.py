@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib
 import importlib.util
@@ -19,9 +20,10 @@ from push.client import SpApiClient
 from push.poller import PollScheduler
 from server.config import Settings
 from server.logins import Logins
-from server.methods.base import LoginMethod, MethodContext
+from server.methods.base import MethodContext
 from server.sessions.store import SessionStore
 from server.web.api import setup_api_routes
+from server.web.ebas import setup_ebas_routes
 from server.web.keys import ACCOUNTS, ASSERTIONS, AUDIT, LOGINS, METHODS, SETTINGS, STORE
 from server.web.middleware import errors_middleware, headers_middleware
 from server.web.site import setup_site_routes
@@ -66,6 +68,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_components(settings, aes_key))
     setup_api_routes(app)
     setup_site_routes(app)
+    setup_ebas_routes(app)
     for name in method_modules(settings):
         # A method may bring its own routes in server/web/methods/<name>.py (setup_routes(app)).
         if importlib.util.find_spec(f"server.web.methods.{name}") is not None:
@@ -145,14 +148,17 @@ def _components(settings: Settings, aes_key: bytes):  # type: ignore[no-untyped-
         )
         if settings.accounts.seed_demo:
             await seed_demo_accounts(accounts)
-        assertions = AssertionService.load_or_create(
+        assertions = await asyncio.to_thread(
+            AssertionService.load_or_create,
             settings.assertion.key_file or settings.data_path("assertion-key.pem"),
             issuer=settings.assertion.issuer,
             audience=settings.assertion.audience,
             lifetime=settings.assertion.lifetime,
             store=store,
         )
-        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.twfido.http_timeout))
+        http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=settings.twfido.http_timeout)
+        )
         client = SpApiClient(
             http,
             api_url=api_url(settings),
@@ -166,7 +172,9 @@ def _components(settings: Settings, aes_key: bytes):  # type: ignore[no-untyped-
 
         logins = Logins(store, audit)
         context = MethodContext(settings, logins, accounts, http, client, poller)
-        methods = {name: module.create(context) for name, module in method_modules(settings).items()}
+        methods = {
+            name: module.create(context) for name, module in method_modules(settings).items()
+        }
         for method in methods.values():
             await method.open()
 

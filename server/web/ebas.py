@@ -21,6 +21,7 @@ from server.errors import BindingMismatch, CsrfRejected, InvalidAssertion, Login
 from server.sessions.model import binding_hash
 from server.web.keys import ACCOUNTS, ASSERTIONS, AUDIT, SETTINGS, STORE
 from server.web.pages import LOGIN_PAGE, Html, error_response, html_response, join, tag
+from server.web.requests import BINDING_COOKIE, client_info
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,6 @@ PORTAL_PATH = "/ebas/portal"
 DEFAULT_SITE_PATH = "/ebas/default"
 LOGOUT_PATH = "/ebas/logout"
 
-# Set by the login API (server/web/api.py) when a login starts; only its hash is ever stored.
-BINDING_COOKIE = "ebas_login_binding"
 SESSION_COOKIE = "ebas_session"
 FLASH_COOKIE = "ebas_flash"
 COOKIE_PATH = "/ebas"
@@ -329,15 +328,6 @@ def _clear_session_cookie(response: web.Response) -> web.Response:
     return response
 
 
-def _client_address(request: web.Request) -> str | None:
-    # NOTE: mirrors client_info() in server/web/api.py (trusted-proxy X-Forwarded-For).
-    address = request.remote
-    forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded and address in request.app[SETTINGS].server.trusted_proxies:
-        address = forwarded.split(",")[-1].strip() or address
-    return address
-
-
 def _audit(
     request: web.Request,
     event: str,
@@ -354,7 +344,7 @@ def _audit(
         method=method,
         outcome=outcome,
         id_number=id_number,
-        client=_client_address(request),
+        client=client_info(request).address,
         user_agent=request.headers.get("User-Agent"),
         **extra,
     )

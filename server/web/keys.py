@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from server.methods.base import LoginMethod
     from server.sessions.store import SessionStore
 
-SETTINGS = web.AppKey("settings", "Settings")
-STORE = web.AppKey("store", "SessionStore")
-ACCOUNTS = web.AppKey("accounts", "AccountDirectory")
-ASSERTIONS = web.AppKey("assertions", "AssertionService")
-AUDIT = web.AppKey("audit", "AuditLog")
-METHODS = web.AppKey("methods", "dict[str, LoginMethod]")
-LOGINS = web.AppKey("logins", "Logins")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+STORE: web.AppKey[SessionStore] = web.AppKey("store")
+ACCOUNTS: web.AppKey[AccountDirectory] = web.AppKey("accounts")
+ASSERTIONS: web.AppKey[AssertionService] = web.AppKey("assertions")
+AUDIT: web.AppKey[AuditLog] = web.AppKey("audit")
+LOGINS: web.AppKey[Logins] = web.AppKey("logins")
+METHODS: web.AppKey[dict[str, LoginMethod]] = web.AppKey("methods")

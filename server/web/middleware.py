@@ -28,7 +28,9 @@ SECURITY_HEADERS = {
 
 
 def _wants_json(request: web.Request) -> bool:
-    return request.path.startswith(("/api/", "/twfido/")) or request.path.startswith("/.well-known/")
+    return request.path.startswith(("/api/", "/twfido/")) or request.path.startswith(
+        "/.well-known/"
+    )
 
 
 def error_page(title: str, message: str, status: int) -> web.Response:
