@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -165,7 +166,8 @@ class MobileMethod(LoginMethod):
             await self.cancelled(ended)
 
     def _watch(self, session: LoginSession, kind: str, ticket: Ticket) -> None:
-        deadline = self.poller.clock() + (session.expires_at - self.logins.clock())
+        # The scheduler counts on the monotonic clock; the login's deadline is wall-clock time.
+        deadline = time.monotonic() + (session.expires_at - self.logins.clock())
 
         async def on_done(result: AthResult | Exception) -> None:
             await self._finish(session.id, result)
