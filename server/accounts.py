@@ -153,6 +153,16 @@ class AccountDirectory:
         rows = list(accounts)
         await self._run(lambda c: _write(c, rows))
 
+    async def set_password_changed_at(self, id_number: str, changed_at: str) -> bool:
+        """Record a password change (ISO 8601); return False when the ID number has no account."""
+        cursor = await self._run(
+            lambda c: c.execute(
+                "UPDATE accounts SET password_changed_at = ? WHERE id_number = ?",
+                (changed_at, id_number),
+            )
+        )
+        return cursor.rowcount > 0
+
     async def import_csv(self, path: Path) -> ImportReport:
         """Validate every row of a CSV file, then write all of them or none."""
         accounts, report = await asyncio.to_thread(_parse_csv, path)
