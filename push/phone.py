@@ -382,7 +382,9 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--device-name", default="phone-simulator", help="device label")
 
     listen = commands.add_parser("listen", parents=[common, answer], help="answer pushes")
-    listen.add_argument("--count", type=int, default=1, help="pushes to answer before exiting")
+    listen.add_argument(
+        "--count", type=int, default=1, help="number of pushes to approve or deny before exiting"
+    )
     listen.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for each push"
     )

@@ -8,8 +8,8 @@ Routes inside the sub-application (the main app mounts it under ``/twfido``):
 - ``GET /app/channel``: the phone WebSocket, protocol in ``push.authority.channel``.
 
 Enrollment proves no identity, so by default only loopback clients may enroll
-(``allow_enroll_from="loopback"``); ``"any"`` opens it to every client (demos on a closed
-network) and ``"none"`` closes it.
+(``allow_enroll_from="loopback"``). The value ``"any"`` opens it to every client, for demos on a
+closed network, and ``"none"`` closes it.
 """
 
 from __future__ import annotations

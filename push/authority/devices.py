@@ -1,9 +1,9 @@
 """Device bindings of the embedded authority: ID number → enrolled phones, kept in SQLite.
 
 Each device has an EC P-256 public key and a test mobile certificate from ``ca.TestCa``.
-Re-enrolling an ID number adds a device; past ``MAX_DEVICES_PER_ID`` the oldest one is removed,
-as a person may use the phone simulator page and the CLI side by side. Every SQLite call runs in
-a worker thread so the event loop never waits on the disk.
+Re-enrolling an ID number adds a device, because a person may use the phone simulator page and
+the CLI side by side. Past ``MAX_DEVICES_PER_ID`` devices the oldest one is removed. Every
+SQLite call runs in a worker thread so the event loop never waits on the disk.
 """
 
 from __future__ import annotations

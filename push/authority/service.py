@@ -1,4 +1,4 @@
-"""The embedded authority's core: devices, transactions and the answers phones send.
+"""The embedded authority's core: devices, transactions and the approvals and denials of phones.
 
 ``Authority`` is shared by the SP API (``spapi.py``) and the phone channel (``channel.py``) and
 imports no aiohttp. It is a demo and test stand-in for MOI's TW FidO service: device enrollment
@@ -51,7 +51,7 @@ _random = secrets.SystemRandom()
 
 
 class PhoneConnection(Protocol):
-    """An authenticated phone channel, as the hub sees it."""
+    """An authenticated phone channel, as the hub uses it."""
 
     async def send(self, frame: dict[str, Any]) -> None: ...
 
@@ -171,6 +171,7 @@ class Authority:
                 version=TICKET_VERSION,
             )
         )
+
         code, choices = number_matching(request.hint)
         # ATH signs the ticket itself, so a verifier holding the ticket can check the signature.
         challenge = request.sign_bytes if request.sign_bytes is not None else sp_ticket.encode()
@@ -193,7 +194,7 @@ class Authority:
         return transaction
 
     def prompt(self, transaction: Transaction) -> dict[str, Any]:
-        """Build the ``push`` frame that asks a phone to approve ``transaction``."""
+        """Build the ``push`` frame that prompts a phone to approve ``transaction``."""
         return {
             "type": "push",
             "txn": transaction.sp_ticket_id,

@@ -91,7 +91,7 @@ MESSAGES = {
 
 
 class Rejected(Exception):
-    """A request answered with an error code."""
+    """A request rejected with an error code."""
 
     def __init__(self, code: str, status: int = 200) -> None:
         super().__init__(code)
@@ -277,7 +277,7 @@ def _time_limit(body: dict[str, Any]) -> int:
 
 
 def _sign_bytes(body: dict[str, Any]) -> bytes | None:
-    """Return the bytes a SIGN request asks the phone to sign, or None for ATH."""
+    """Return the bytes that a SIGN request has the phone sign, or None for ATH."""
     if body.get("op_code") != "SIGN":
         return None
     sign_info = _sign_info(body)

@@ -4,7 +4,7 @@
 several nodes can replace it behind the same methods.
 
 NOTE: this table lives in one process. With several nodes, a push started on one node cannot be
-answered on another until a Redis-backed variant exists.
+approved on another until a Redis-backed variant exists.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 MAX_TRANSACTIONS = 10_000  # bounds memory if an SP floods requests; far above real load
-RETAIN_AFTER_EXPIRY = 600.0  # seconds an expired transaction still answers SPTKT_OVD, not NF
+RETAIN_AFTER_EXPIRY = 600.0  # seconds an expired transaction still returns SPTKT_OVD, not NF
 USED_ID_RETENTION = 24 * 3600.0  # seconds a transaction_id stays "used" (reuse → TXNLOG_INS_ERR)
 MAX_USED_IDS = 100_000  # the oldest used transaction_ids are forgotten past this count
 

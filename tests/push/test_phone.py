@@ -163,7 +163,9 @@ async def test_cli_scan_image_approves(server: Server, tmp_path: Path) -> None:
     )  # fmt: skip
     sp_ticket = answer["result"]["sp_ticket"]
     image = tmp_path / "qr.png"
-    qr.build(qr.qr_payload(sp_ticket)).save(image, kind="png", scale=qr.SCALE, border=qr.BORDER)
+    qr.build(qr.qr_payload(sp_ticket)).save(
+        str(image), kind="png", scale=qr.SCALE, border=qr.BORDER
+    )
 
     code, lines = await run(server.cli("scan", "--image", str(image), "--code", "37"))
 
@@ -205,3 +207,81 @@ async def test_simulator_ignores_state_of_other_server(server: Server) -> None:
     elsewhere = PhoneSimulator("http://127.0.0.1:1", ID_NUMBER, server.state_dir)
 
     assert not elsewhere.enrolled
+
+
+# -- the browser page ------------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The main app's policy: the page must work with no inline script or style.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+@pytest.fixture
+async def page_server(tmp_path: Path) -> AsyncIterator[Server]:
+    @web.middleware
+    async def strict_csp(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        response.headers["Content-Security-Policy"] = CSP
+        return response
+
+    async def phone_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(REPO / "static" / "phone.html")
+
+    root = web.Application(middlewares=[strict_csp])
+    root.router.add_get("/phone", phone_page)
+    root.router.add_static("/static/", REPO / "static")
+    root.add_subapp(
+        "/twfido",
+        create_authority_app(data_dir=tmp_path / "data", sp_service_id=SERVICE_ID, aes_key=KEY),
+    )
+    test_server = TestServer(root, host="127.0.0.1")
+    await test_server.start_server()
+    yield Server(str(test_server.make_url("")).rstrip("/"), tmp_path / "phone-state")
+    await test_server.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium")
+async def test_phone_page_approves_push_and_scan(page_server: Server) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM))
+        page = await browser.new_page(viewport={"width": 430, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+
+        await page.goto(page_server.url + "/phone")
+        await page.fill("#id-number", ID_NUMBER)
+        await page.click("#enroll-button")
+        await page.locator("#status", has_text="已連線").wait_for(timeout=10_000)
+
+        sp_ticket = await page_server.push()
+        await page.locator("#prompt:not([hidden])").wait_for(timeout=10_000)
+        hint = await page.text_content("#prompt-hint")
+        codes = await page.locator(".choice").all_text_contents()
+        await page.click(".choice[data-code='37']")
+        await page.locator("#result", has_text="已確認登入").wait_for(timeout=10_000)
+        push_result = await page_server.result_code(sp_ticket)
+
+        answer = await page_server.call(
+            "getSpTicket", checksum.ATH01_SP, id_num=ID_NUMBER, op_code="ATH",
+            op_mode="I-SCAN", hint="全國主計網(eBAS) 登入",
+        )  # fmt: skip
+        qr_ticket = answer["result"]["sp_ticket"]
+        await page.fill("#scan-payload", qr.qr_payload(qr_ticket))
+        await page.click("#scan-button")
+        await page.locator("#prompt-hint", has_text="全國主計網(eBAS)").wait_for(timeout=10_000)
+        await page.click("#deny-button")
+        await page.locator("#result", has_text="已拒絕").wait_for(timeout=10_000)
+        qr_result = await page_server.result_code(qr_ticket)
+        await browser.close()
+
+    assert hint is not None and "37" not in hint
+    assert "37" in codes
+    assert push_result == "0"
+    assert qr_result == "SP-API-ATH-02-APP_USER_CANCEL"
+    assert problems == []
