@@ -146,3 +146,35 @@ class EnrollmentForbidden(LoginError):
     key = "enroll_forbidden"
     status = 403
     message = "此伺服器不接受由您的網路位址綁定裝置，請在伺服器本機執行手機模擬器。"
+
+
+# Password and NHI card logins (401 credentials, 423 locked or suspended).
+class CardNotRegistered(LoginError):
+    key = "card_not_registered"
+    status = 401
+    message = "此健保卡尚未註冊網路服務，無法以健保卡登入。請先完成健保卡註冊，或改用其他登入方式。"
+
+
+class CardPasswordMismatch(LoginError):
+    key = "card_password_mismatch"
+    status = 401
+    message = "健保卡與註冊密碼不符，請重新輸入註冊密碼。"
+
+
+class NhiCardRejected(LoginError):
+    """The NHI card's data or H_Sign did not verify against its registration."""
+
+    key = "nhi_card_rejected"
+    status = 401
+    message = "無法驗證此健保卡，請重新插入健保卡後再試；如仍失敗，請重新安裝健保卡元件。"
+
+
+class InvalidCardNumber(InvalidInput):
+    key = "invalid_card_number"
+    message = "健保卡卡號格式不正確，請重新讀取健保卡。"
+
+
+class CardSuspended(AccountLocked):
+    key = "card_suspended"
+    message = "健保卡註冊密碼錯誤已達 3 次，此卡的登入已暫停 10 分鐘。"
+
