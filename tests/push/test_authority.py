@@ -618,3 +618,28 @@ async def test_sp_client_interoperates(authority: Authority, phone: PhoneSimulat
     assert result is not None
     assert result.hashed_id_num == hashlib.sha256(ID_NUMBER.encode()).hexdigest()
     assert x509.load_der_x509_certificate(base64.b64decode(result.cert))
+
+
+async def test_frame_flood_closes_channel(phone: PhoneSimulator) -> None:
+    from push.authority.channel import MAX_FRAMES_PER_WINDOW
+
+    # The hello counts as the first frame of the window.
+    for _ in range(MAX_FRAMES_PER_WINDOW):
+        await phone.send({"type": "ping"})
+    replies = [await phone.next_frame(5) for _ in range(MAX_FRAMES_PER_WINDOW)]
+
+    assert replies[:-1] == [{"type": "pong"}] * (MAX_FRAMES_PER_WINDOW - 1)
+    assert replies[-1]["reason"] == "rate_limited"
+    with pytest.raises(PhoneError):
+        await phone.next_frame(5)
+
+
+async def test_oversized_frame_closes_channel(phone: PhoneSimulator) -> None:
+    from push.authority.channel import MAX_FRAME_BYTES
+
+    await phone.send({"type": "scan", "payload": "x" * MAX_FRAME_BYTES})
+
+    with pytest.raises(PhoneError) as error:
+        await phone.next_frame(5)
+
+    assert error.value.reason == "closed"
