@@ -24,9 +24,9 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from server.errors import StoreUnavailable
 from server.sessions.model import RETENTION_SECONDS, LoginSession, State, VerifiedIdentity
@@ -36,12 +36,12 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 2.0  # seconds; a reachable Redis accepts within milliseconds
 COMMAND_TIMEOUT = 5.0  # seconds; slower than this, Redis is unhealthy and the request fails
-READY_TIMEOUT = 1.0  # seconds; the readiness probe must answer quickly either way
+READY_TIMEOUT = 1.0  # seconds; the readiness probe must return quickly either way
 SUBSCRIBE_TIMEOUT = 5.0  # seconds for Redis to confirm a SUBSCRIBE before watch() gives up
-# One quick retry rides out a dropped idle connection; more would keep a request waiting on
-# a Redis that is down. A retry can run a command twice if the reply was lost: the CAS script
-# and claim_once recognise their own earlier write, a repeated hit counts one event twice and
-# a repeated take returns None, and both of those fail safe.
+# One quick retry rides out a dropped idle connection. More would keep a request waiting on
+# a Redis that is down. A retry runs a command twice if only the reply was lost: the CAS script
+# and claim_once recognise their own earlier write. A repeated hit counts one event twice and a
+# repeated take returns None, which both fail safe.
 COMMAND_RETRIES = 1
 RETRY_BACKOFF_BASE = 0.05  # seconds
 RETRY_BACKOFF_CAP = 0.5  # seconds
@@ -125,7 +125,9 @@ class RedisStore(SessionStore):
         self._hit = self._client.register_script(_HIT_SCRIPT)
         self._events = _EventHub(self._client, self._prefix, self.get)
         if not await self.ready():
-            log.warning("redis store started but Redis does not answer yet")
+            log.warning(
+                "redis store started but PING failed; the store is not ready until Redis responds"
+            )
 
     async def close(self) -> None:
         if self._events is not None:
@@ -185,7 +187,10 @@ class RedisStore(SessionStore):
                 await pipe.execute()
 
     async def get(self, login_id: str) -> LoginSession | None:
-        with self._guard("get", login_id):
+        return await self._read(login_id, "get")
+
+    async def _read(self, login_id: str, operation: str) -> LoginSession | None:
+        with self._guard(operation, login_id):
             snapshot = await self._redis.hget(self._session_key(login_id), "snapshot")
         return None if snapshot is None else LoginSession.from_dict(json.loads(snapshot))
 
@@ -231,7 +236,7 @@ class RedisStore(SessionStore):
         key = self._session_key(login_id)
         channel = self._events_channel(login_id)
         for _ in range(CAS_ATTEMPTS):
-            current = await self.get(login_id)
+            current = await self._read(login_id, operation)
             if current is None or current.state != expect:
                 return None
             updated = change(current)
@@ -282,8 +287,8 @@ class RedisStore(SessionStore):
             if await self._redis.set(self._value_key(key), token, nx=True, px=_milliseconds(ttl)):
                 return True
             # A retried SET finds the value its first attempt wrote: that is still our claim.
-            held = await self._redis.get(self._value_key(key))
-        return held == token
+            stored = await self._redis.get(self._value_key(key))
+        return stored == token
 
     async def hit(self, key: str, window: float) -> tuple[int, float]:
         with self._guard("hit"):
@@ -314,8 +319,8 @@ class _EventHub:
 
     A channel is subscribed while at least one local watcher needs it. Redis confirms each
     SUBSCRIBE in order, so ``_confirmations`` pairs every confirmation with the request that
-    caused it. A confirmation nobody waits for comes from redis-py re-subscribing after a
-    reconnect; messages published during the outage are lost, so the hub then re-reads the
+    caused it. A confirmation with no waiting request comes from redis-py re-subscribing after
+    a reconnect. Messages published during the outage are lost, so the hub then re-reads the
     session and delivers the current snapshot (watchers drop stale ones by version).
     """
 
@@ -388,6 +393,8 @@ class _EventHub:
             return
         del self._watchers[channel]
         del self._subscribed[channel]
+        if channel not in self._pubsub.channels:
+            return  # its SUBSCRIBE never went out
         try:
             await self._pubsub.unsubscribe(channel)
         except RedisError as exc:
@@ -401,6 +408,9 @@ class _EventHub:
     async def _dispatch(self) -> None:
         while True:
             try:
+                # NOTE: this read has no timeout and the client sends no health-check PING
+                # (a PING reply would race this read). Only TCP keepalive detects a silently
+                # dead peer, so after a network partition watchers may wait minutes.
                 message = await self._pubsub.get_message(timeout=None)
             except (RedisError, OSError) as exc:
                 log.error(

@@ -1,0 +1,1 @@
+"""Helpers that tests start: real servers and processes."""
