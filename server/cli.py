@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from server.config import ConfigError, Settings, load
+from server.credentials_cli import add_commands as add_credential_commands
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(imp)
     imp.add_argument("file", type=Path)
     imp.set_defaults(handler=accounts_import)
+    add_credential_commands(commands, actions, common, _settings)
 
     commands.add_parser("phone", help="phone simulator (ebas-login phone --help)", add_help=False)
     return parser

@@ -126,9 +126,7 @@ class PasswordPolicy:
     def check(self, password: str, *, account: str) -> None:
         """Raise ``InvalidPassword`` naming the rule that ``password`` breaks."""
         if not self.min_length <= len(password) <= self.max_length:
-            raise InvalidPassword(
-                f"新密碼長度須為 {self.min_length} 至 {self.max_length} 個字元。" + self.describe()
-            )
+            raise InvalidPassword(f"新密碼長度不符。{self.describe()}")
         classes = sum(any(test(c) for c in password) for _, test in CHARACTER_CLASSES)
         if classes < self.min_classes:
             raise InvalidPassword(f"新密碼混合的字元種類不足。{self.describe()}")
