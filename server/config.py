@@ -224,6 +224,48 @@ class NhiSettings:
 
 
 @dataclass(frozen=True)
+class CardSettings:
+    # Origin of the HiPKI local component; the login page opens its popup there and accepts
+    # postMessage answers only from exactly this origin.
+    component_url: str = "http://localhost:61161"
+    # Run the HiPKI simulator (software token) and a local OCSP/CRL responder on loopback and
+    # point the page at them: auto = only when twfido.mode is embedded (the demo), on, or off.
+    simulator: str = "auto"
+    simulator_port: int = 0  # 0 picks a free loopback port
+    simulator_pin: str = "123456"  # PIN of the simulator's software token; demo only
+    # PEM files of the trusted roots (GRCA) and of the issuing CAs under them (MOICA, GCA, XCA).
+    trust_anchors: list[Path] = field(default_factory=list)
+    intermediates: list[Path] = field(default_factory=list)
+    signature_type: str = "PKCS7"  # PKCS7 (SignedData with signed attributes) or PKCS1
+    # Seconds from issuing a challenge to receiving its signature; covers typing the PIN.
+    challenge_lifetime: int = 120
+    ocsp_timeout: float = 5.0  # seconds per OCSP request
+    crl_timeout: float = 20.0  # seconds per CRL download; MOICA's CRL is tens of megabytes
+    # Longest reuse of an OCSP answer or a CRL, even when its nextUpdate is later.
+    ocsp_cache_max: int = 3600
+    crl_cache_max: int = 6 * 3600
+    # Accept a certificate when neither OCSP nor CRL answers. Off: such logins fail.
+    fail_open: bool = False
+    registrations: Path | None = None  # SQLite file; data_dir/card-registrations.sqlite3 if unset
+
+    def check(self) -> None:
+        if not self.component_url.startswith(("http://", "https://")):
+            raise ConfigError("card.component_url must start with http:// or https://")
+        if self.simulator not in ("auto", "on", "off"):
+            raise ConfigError("card.simulator must be auto, on or off")
+        if not 0 <= self.simulator_port < 65536:
+            raise ConfigError("card.simulator_port must be between 0 and 65535")
+        if self.signature_type not in ("PKCS7", "PKCS1"):
+            raise ConfigError("card.signature_type must be PKCS7 or PKCS1")
+        if not 10 <= self.challenge_lifetime <= 600:
+            raise ConfigError("card.challenge_lifetime must be between 10 and 600 seconds")
+        if min(self.ocsp_timeout, self.crl_timeout) <= 0:
+            raise ConfigError("card.ocsp_timeout and card.crl_timeout must be positive")
+        if min(self.ocsp_cache_max, self.crl_cache_max) < 0:
+            raise ConfigError("card.ocsp_cache_max and card.crl_cache_max must not be negative")
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     twfido: TwFidoSettings = field(default_factory=TwFidoSettings)
@@ -233,6 +275,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     password: PasswordSettings = field(default_factory=PasswordSettings)
     nhi: NhiSettings = field(default_factory=NhiSettings)
+    card: CardSettings = field(default_factory=CardSettings)
 
     def check(self) -> None:
         for section in dataclasses.fields(self):

@@ -178,3 +178,22 @@ class CardSuspended(AccountLocked):
     key = "card_suspended"
     message = "健保卡註冊密碼錯誤已達 3 次，此卡的登入已暫停 10 分鐘。"
 
+
+# Card (自然人憑證) login.
+class ChallengeInvalid(InvalidInput):
+    """The signing challenge is unknown, already used, or expired."""
+
+    key = "challenge_invalid"
+    message = "簽章用的挑戰碼無效、已使用或已逾時，請重新操作。"
+
+
+class CardRejected(LoginError):
+    """A card signature or certificate did not pass a check; ``reason`` names which one."""
+
+    key = "card_rejected"
+    status = 401
+    message = "自然人憑證驗證失敗，請重新登入。"
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.reason = reason
