@@ -18,14 +18,18 @@ def password_method(request: web.Request) -> PasswordMethod:
 
 
 async def get_policy(request: web.Request) -> web.Response:
-    """Return the new-password policy, so the page can show it before the user types."""
-    policy = password_method(request).policy
+    """Return the password rules, so the page can show them before the user types."""
+    method = password_method(request)
+    policy, settings = method.policy, method.settings
     return web.json_response(
         {
             "rule": policy.describe(),
             "min_length": policy.min_length,
             "max_length": policy.max_length,
             "min_classes": policy.min_classes,
+            "max_age_days": settings.max_age_days,
+            "max_failures": settings.max_failures,
+            "lockout_minutes": settings.lockout_seconds // 60,
         }
     )
 
