@@ -1,9 +1,9 @@
 """One scheduler that polls ``getAthOrSignResult`` for every pending TW FidO transaction.
 
 A single asyncio task keeps a heap of due times. It polls each transaction no sooner than
-``interval`` after its previous poll finished, runs polls of different transactions side by side
-(at most ``MAX_CONCURRENT_POLLS`` at once) and calls ``on_done`` once per transaction: with the
-result, with the final error, or with ``PollTimeout`` at the deadline.
+``interval`` after its previous poll finished. Polls of different transactions run side by side,
+at most ``MAX_CONCURRENT_POLLS`` at once. ``on_done`` runs once per transaction with the result,
+the final error, or ``PollTimeout`` at the deadline.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class PollScheduler:
     # -- the scheduler task -------------------------------------------------------------------
 
     def _spacing(self) -> float:
-        # Jitter only lengthens the gap: the SP API asks for polls no faster than the interval.
+        # Jitter only lengthens the gap, because the SP API recommends polls no faster than this.
         return self._interval * (1 + random.uniform(0, self._jitter))
 
     def _schedule(self, watch: _Watch, due: float) -> None:

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 SUBJECT_DIRECTORY_ATTRIBUTES = x509.ObjectIdentifier("2.5.29.9")
 ID_LAST4_ATTRIBUTE = "2.16.886.1.100.2.51"
-TEST_KEY_BITS = 2048  # MOICA-G2 size; 4096 (G3) makes every test run slower for no gain
+TEST_KEY_BITS = 2048  # MOICA-G2 key size; G3 uses 4096, which is slower to generate
 
 
 def _der_length(length: int) -> bytes:

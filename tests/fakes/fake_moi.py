@@ -1,9 +1,9 @@
 """A fake MOI TW FidO SP API server for tests: strict on requests, scriptable per ID number.
 
 It checks every ``sp_checksum``, the ``sp_service_id``, ``transaction_id`` reuse, the
-``time_limit`` range, the ID number format and the ``sign_data`` length like the real service,
-answers with ``idp_checksum`` values, and records each call with its arrival time. Tests decide
-per ID number what the "user" does (approve, deny, stay pending for N polls, ...).
+``time_limit`` range, the ID number format and the ``sign_data`` length like the real service.
+Its responses carry ``idp_checksum`` values, and it records each call with its arrival time.
+Tests decide per ID number what the "user" does (approve, deny, stay pending for N polls, ...).
 
 Run it alone: ``python -m tests.fakes.fake_moi --port 8765`` (prints the AES key it uses).
 """
@@ -48,10 +48,10 @@ class Script:
     """What the fake does for one ID number."""
 
     outcome: str = "approve"
-    pending_polls: int = 0  # ATH-02 answers SPTKTID_TXNLOG_NF this many times first
+    pending_polls: int = 0  # ATH-02 returns SPTKTID_TXNLOG_NF this many times first
     bound: bool = True  # False: IDNUM_USERPROF_NF (no mobile credential at all)
     device_bound: bool = True  # False: IDNUM_DEVPROF_NF
-    push_fails: bool = False  # ATH-03 answers PS_FCM_NOT_FOUND; ATH-01 (QR) still works
+    push_fails: bool = False  # ATH-03 returns PS_FCM_NOT_FOUND, but ATH-01 (QR) still works
     tamper_idp_checksum: bool = False  # every answer for this ID gets a wrong idp_checksum
     tamper_ticket_digest: bool = False  # tickets get a wrong digest (idp_checksum still right)
     credential: UserCredential | None = None  # signs sign_data and supplies ``cert``
@@ -325,6 +325,34 @@ def _hash_id(id_num: str) -> str:
     return hashlib.sha256(id_num.encode("ascii")).hexdigest()
 
 
+@dataclass
+class FakeMoiDriver:
+    """Plays the user against the fake for ``tests.push.conformance``."""
+
+    fake: FakeMoi
+    api_url: str
+    bound_id: str = "A123456789"
+    unbound_id: str = "B142857136"
+
+    def __post_init__(self) -> None:
+        self.fake.script(self.bound_id, outcome="manual")
+        self.fake.script(self.unbound_id, device_bound=False)
+
+    @property
+    def sp_service_id(self) -> str:
+        return self.fake.sp_service_id
+
+    @property
+    def aes_key(self) -> bytes:
+        return self.fake.aes_key
+
+    async def approve(self, answer: Any) -> None:
+        self.fake.approve(answer.ticket.sp_ticket_id)
+
+    async def deny(self, answer: Any) -> None:
+        self.fake.deny(answer.ticket.sp_ticket_id)
+
+
 async def start_fake_moi(
     fake: FakeMoi | None = None, *, host: str = "127.0.0.1", port: int = 0
 ) -> tuple[str, FakeMoi, web.AppRunner]:
@@ -338,8 +366,9 @@ async def start_fake_moi(
     return f"http://{host}:{bound_port}", fake, runner
 
 
-async def _serve(port: int) -> None:
-    url, fake, runner = await start_fake_moi(port=port)
+async def _serve(port: int, aes_key: str | None) -> None:
+    fake = FakeMoi(aes_key=checksum.decode_key(aes_key)) if aes_key else FakeMoi()
+    url, fake, runner = await start_fake_moi(fake, port=port)
     print(f"fake MOI SP API at {url}")
     print(f"sp_service_id={fake.sp_service_id}")
     print(f"aes_key={base64.b64encode(fake.aes_key).decode()}")
@@ -352,9 +381,10 @@ async def _serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the fake MOI SP API on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8765, help="TCP port to listen on")
+    parser.add_argument("--aes-key", help="base64 AES-256 key to use (default: a random one)")
     args = parser.parse_args()
     try:
-        asyncio.run(_serve(args.port))
+        asyncio.run(_serve(args.port, args.aes_key))
     except KeyboardInterrupt:
         pass
 

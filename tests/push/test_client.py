@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -19,8 +20,10 @@ from push.client import (
     SpApiUntrusted,
 )
 from push.codes import Outcome
+from push.verify import verify_signed_result
 from tests.fakes import make_test_pki
-from tests.fakes.fake_moi import FakeMoi, start_fake_moi
+from tests.fakes.fake_moi import FakeMoi, FakeMoiDriver, start_fake_moi
+from tests.push.conformance import CHECKS, run_conformance
 
 ID = "A123456789"
 OTHER_ID = "B142857136"
@@ -170,8 +173,8 @@ async def test_wrong_key_is_rejected_as_config_error(fake, http):
         http, api_url=url, sp_service_id=moi.sp_service_id, aes_key=bytes(32), retries=0
     )
 
-    # The fake answers with an idp_checksum made with its own key, which the wrong key
-    # cannot verify either: the client rejects the answer instead of trusting it.
+    # The fake signs its INV_SP_CHECKSUM error with its own key. The client cannot verify that
+    # idp_checksum with the wrong key, so it rejects the response instead of trusting it.
     with pytest.raises(SpApiUntrusted):
         await wrong.request_push(ID, op_code="ATH", hint="h", time_limit=60)
     assert moi.calls_to("requestAthOrSignPush")[0].error_code.endswith("INV_SP_CHECKSUM")
@@ -296,8 +299,15 @@ async def test_sign_request_carries_sign_info_and_signature(fake, http):
     assert sent["sign_info"]["sign_type"] == SIGN_TYPE
     assert sent["sign_info"]["sign_data"] == sign_data
     assert result is not None
-    assert result.signed_response
     assert result.cert == credential.cert_b64
+    verify_signed_result(
+        result,
+        sign_data=sign_data,
+        id_number=ID,
+        anchors=[pki.root],
+        intermediates=[pki.ca],
+        now=datetime.now(UTC),
+    )
 
 
 async def test_sign_data_covered_by_checksum(fake, http):
@@ -327,3 +337,17 @@ async def test_logs_hide_key_checksum_and_id(fake, http, caplog):
     assert sent["sp_checksum"] not in text
     assert moi.aes_key.hex() not in text
     assert base64.b64encode(moi.aes_key).decode() not in text
+
+
+async def test_fake_moi_passes_conformance(fake, http):
+    url, moi = fake
+    driver = FakeMoiDriver(moi, url)
+
+    def factory(**overrides) -> SpApiClient:
+        options = {"sp_service_id": moi.sp_service_id, "aes_key": moi.aes_key, **overrides}
+        return SpApiClient(http, api_url=url, retries=0, **options)
+
+    results = await run_conformance(factory, driver)
+
+    assert all(r.passed for r in results)
+    assert len(results) == len(CHECKS)
