@@ -1,7 +1,7 @@
 """Stored login credentials: eCPA account passwords and NHI card registrations, in SQLite.
 
 The file (``credentials.sqlite3`` in the data directory) is separate from the eBAS account
-directory because it holds secrets (argon2id hashes) that the directory import never touches.
+directory because it contains secrets (argon2id hashes) that the directory import never touches.
 Every database call runs in a worker thread on one connection that a lock serialises. The
 schema is migrated on open: each entry of ``MIGRATIONS`` is one step and ``schema_version``
 stores how many have run. Append new steps; never edit a step that has shipped.

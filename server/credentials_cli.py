@@ -51,9 +51,9 @@ async def _open(settings: Settings) -> CredentialStore:
     return await CredentialStore.open(settings.data_path(FILE_NAME))
 
 
-async def _id_number_for(settings: Settings, account: str, given: str | None) -> str:
-    if given:
-        return validate(given)
+async def _id_number_for(settings: Settings, account: str, id_option: str | None) -> str:
+    if id_option:
+        return validate(id_option)
     from server.accounts import AccountDirectory
 
     directory = await AccountDirectory.open(

@@ -25,8 +25,8 @@ class DemoPassword:
     must_change: bool
 
 
-# chen.anna signs in directly; wang.xiaoming's password is past the 90-day limit; the third is a
-# first login (an administrator-issued password) for an ID number with no eBAS account.
+# chen.anna signs in directly, and wang.xiaoming's password is past the 90-day limit. lin.meiyu
+# has an administrator-issued password (a first login) and an ID number with no eBAS account.
 DEMO_PASSWORDS = (
     DemoPassword(
         "chen.anna",

@@ -1,7 +1,7 @@
 """The NHI card component's text protocol and the card's basic data. No I/O here.
 
 The component is a WebSocket service (``wss://iccert.nhi.gov.tw:7777/echo``, a name that maps to
-127.0.0.1) answering text commands: ``GetBasic``, ``GetVersion``, ``GetRandom`` and
+127.0.0.1) that accepts text commands: ``GetBasic``, ``GetVersion``, ``GetRandom`` and
 ``H_Sign?Random=<version><random>``. A reply starts with the command name and a colon
 (``GetBasic:...``); a failure is a bare numeric error code (e.g. ``8013``).
 
@@ -32,7 +32,7 @@ ISSUE_DATE = slice(50, 57)
 ROC_YEAR_OFFSET = 1911  # ROC year 1 is 1912
 NAME_ENCODING = "big5hkscs"  # Big5 with the HKSCS additions, a superset that decodes more names
 COMPONENT_VERSION = "0001"  # the version prefix of H_Sign's Random parameter
-RANDOM_DIGITS = 16  # GetRandom answers 16 decimal digits
+RANDOM_DIGITS = 16  # GetRandom returns 16 decimal digits
 H_SIGN_LENGTH = 256  # a valid H_Sign reply body is 256 characters
 
 _CARD_NUMBER_RE = re.compile(r"[0-9]{12}")
@@ -45,7 +45,7 @@ class CardDataError(ValueError):
 
 
 class ComponentError(Exception):
-    """The component answered with an error code instead of a reply."""
+    """An error code that the component sent instead of a reply."""
 
     def __init__(self, code: str) -> None:
         super().__init__(f"NHI card component error {code}")

@@ -8,9 +8,9 @@ from the NHI method; ``ebas-login nhi-simulator`` runs it alone.
 Control routes for tests and the demo: ``GET /cards`` lists the cards, ``POST /card`` with
 ``{"card_number": "..."}`` inserts one and ``{"card_number": null}`` removes it.
 
-NOTE: the simulator accepts WebSocket connections from any Origin; the real component accepts
-only pages on ``*.gov.tw`` (as one public reimplementation shows), so a production page origin
-must be a government site.
+NOTE: the simulator accepts WebSocket connections from any Origin. The real component accepts
+only pages on ``*.gov.tw``, as one public reimplementation (Inndy/twnhi-smartcard-agent) shows,
+so a production login page must be served from a government site.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ ERROR_UNKNOWN_COMMAND = "9999"
 
 
 def demo_cards() -> list[BasicData]:
-    """Test cards: the holders of two demo ID numbers, and a third card that nobody registered."""
+    """Return the test cards: two for demo ID numbers with registrations, one with none."""
     from server.demo import DEMO_IDS
 
     return [
@@ -97,9 +97,9 @@ class NhiCardSimulator:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError("the NHI card simulator listens on a loopback address only")
         self.cards = {card.card_number: card for card in cards}
-        self.inserted = (
-            inserted if inserted is not None else (cards[0].card_number if cards else None)
-        )
+        if inserted is None and cards:
+            inserted = cards[0].card_number
+        self.inserted = inserted
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None

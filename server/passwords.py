@@ -1,8 +1,8 @@
 """Password hashing (argon2id), the password policy and failure lockouts. No aiohttp here.
 
 Hashing and verification run in worker threads, at most ``max_concurrent`` at a time, so the
-event loop keeps answering while a login storm runs and memory stays bounded (each argon2id hash
-holds ``memory_cost`` KiB while it runs).
+event loop keeps serving requests while a login storm runs. The limit also bounds memory,
+because each argon2id hash uses ``memory_cost`` KiB while it runs.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class PasswordPolicy:
 class Lockout:
     """Count failures per subject (account, card, address) and lock it when a limit is reached.
 
-    Counters and locks live in the session store, so every node sees the same lock. A subject
+    Counters and locks live in the session store, so every node reads the same lock. A subject
     is locked for ``duration`` seconds once ``max_failures`` failures fall within one
     ``window``-second counting window.
     """

@@ -58,7 +58,7 @@ MAX_CONCURRENT_HASHES = 4
 
 @dataclass(frozen=True, slots=True)
 class CardEvidence:
-    """What the page read from the card component."""
+    """Card data and H_Sign value that the page read from the card component."""
 
     card_number: str
     id_number: str

@@ -1,4 +1,4 @@
-"""eCPA account and password (帳號密碼): argon2id, one answer for every failure, lockouts.
+"""eCPA account and password (帳號密碼): argon2id, one error for every failure, lockouts.
 
 An unknown account and a wrong password raise the same ``InvalidCredentials`` after the same
 work: an unknown account is verified against a dummy hash of the same cost, and failures count
@@ -147,7 +147,7 @@ class PasswordMethod(LoginMethod):
         return await self._approve(session, credential)
 
     async def _verify(self, account: str, password: str, address: str) -> PasswordCredential:
-        """Return the credential if the password matches, else raise the one failure answer."""
+        """Return the credential if the password matches, else raise ``InvalidCredentials``."""
         credential = await self.credentials.find_password(account)
         await self._check_locks(account, address, credential)
 
@@ -191,10 +191,10 @@ class PasswordMethod(LoginMethod):
             log.warning("client address %s locked after repeated password failures", address)
             raise self._locked(address_unlock, "此網路位址登入失敗次數過多，已暫停登入")
 
-    def _locked(self, unlock_at: float, what: str) -> AccountLocked:
+    def _locked(self, unlock_at: float, reason_text: str) -> AccountLocked:
         now = self.logins.clock()
         return AccountLocked(
-            f"{what}，請於 {format_unlock_time(unlock_at, now)}再試。",
+            f"{reason_text}，請於 {format_unlock_time(unlock_at, now)}再試。",
             unlock_at=int(unlock_at),
             retry_after=seconds_until(unlock_at, now),
         )

@@ -1,4 +1,4 @@
-"""The eCPA password method: equal failure answers, lockouts and forced changes."""
+"""The eCPA password method: equal failure errors, lockouts and forced changes."""
 
 from __future__ import annotations
 

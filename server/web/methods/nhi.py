@@ -1,7 +1,7 @@
 """Routes of the NHI card method: the card component's address for the page.
 
 The page's Content-Security-Policy allows connections to this site only (``connect-src
-'self'``); the response hook below adds the card component's origin to ``connect-src`` so the
+'self'``). The response hook below adds the card component's origin to ``connect-src``, so the
 page may open the component's WebSocket.
 """
 

@@ -35,7 +35,7 @@ async def get_policy(request: web.Request) -> web.Response:
 
 
 async def change_password(request: web.Request) -> web.Response:
-    """Set the new password of a login that must change it; answer with the approved login."""
+    """Set the new password of a login that must change it; return the approved login."""
     check_origin(request, required=False)
     body = await read_json(request)
     new_password = body.get("new_password")

@@ -9,7 +9,7 @@
 
 import { element } from "./dom.js";
 
-// The component answers at once when it runs; past this, treat it as missing.
+// A running component accepts the connection at once, so past this it counts as missing.
 const CONNECT_TIMEOUT_MS = 3000;
 // Reading the card and signing take a few seconds on a slow reader.
 const REPLY_TIMEOUT_MS = 10000;
@@ -66,7 +66,7 @@ export function parseBasic(bytes) {
   };
 }
 
-/** A WebSocket to the component with one command in flight at a time. */
+/** Open a WebSocket to the component; `send` keeps one command in flight at a time. */
 function openComponent(url) {
   return new Promise((resolve, reject) => {
     let socket;

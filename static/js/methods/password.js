@@ -109,10 +109,10 @@ export function mount(panel, ctx) {
     // The fallback texts stay; the server still enforces the policy and names the rule on error.
   });
 
-  function toggleHelp(event, which) {
+  function toggleHelp(event, kind) {
     event.preventDefault();
-    const section = which === "first" ? help.firstLogin : help.forgot;
-    const other = which === "first" ? help.forgot : help.firstLogin;
+    const section = kind === "first" ? help.firstLogin : help.forgot;
+    const other = kind === "first" ? help.forgot : help.firstLogin;
     other.hidden = true;
     section.hidden = !section.hidden;
     if (!section.hidden) {
