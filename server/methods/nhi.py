@@ -49,6 +49,9 @@ from server.sessions.store import SessionStore
 log = logging.getLogger(__name__)
 
 AMR = ("hwk", "pwd")  # RFC 8176: a hardware-held key (the card) plus a password
+# An NHI login ends within its start request; the lifetime only bounds how long it stays open
+# if the request fails midway.
+LOGIN_SECONDS = 60
 MAX_PASSWORD_LENGTH = 64  # registered passwords are short; this only bounds the request
 # An H_Sign value is accepted once; remembering it for a day outlasts any card random's use.
 H_SIGN_REPLAY_SECONDS = 86400
@@ -171,7 +174,7 @@ class NhiMethod(LoginMethod):
         session = await self.logins.create(
             method=self.name,
             binding=request.binding,
-            lifetime=self.settings.suspend_seconds,
+            lifetime=LOGIN_SECONDS,
             client=request.client,
             data={"card": mask_card(evidence.card_number)},
         )
