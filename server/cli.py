@@ -77,6 +77,59 @@ def phone(args: argparse.Namespace, rest: list[str]) -> int:
     return phone_main(rest)
 
 
+def card_enroll(args: argparse.Namespace) -> int:
+    from server.card.moica import ProfileError, id_suffix
+    from server.card.registry import CardRegistry, load_certificate_file
+    from server.errors import InvalidIdNumber
+    from server.idnumber import validate
+
+    settings = _settings(args)
+    try:
+        id_number = validate(args.id)
+        certificate = load_certificate_file(args.cert)
+        suffix = id_suffix(certificate)
+    except InvalidIdNumber as exc:
+        print(exc.text, file=sys.stderr)
+        return 1
+    except (OSError, ValueError, ProfileError) as exc:
+        print(f"無法讀取憑證檔 {args.cert}：{exc}", file=sys.stderr)
+        return 1
+    if suffix is not None and suffix != id_number[-4:]:
+        print("憑證中的身分證統一編號末四碼與輸入的身分證統一編號不符，未註冊。", file=sys.stderr)
+        return 1
+
+    async def run() -> None:
+        path = settings.card.registrations or settings.data_path("card-registrations.sqlite3")
+        registry = await CardRegistry.open(path)
+        try:
+            await registry.register(certificate, id_number, registered_by="cli")
+        finally:
+            await registry.close()
+
+    asyncio.run(run())
+    print(f"已註冊憑證（序號 {certificate.serial_number:x}）。")
+    return 0
+
+
+def hipki_simulator(args: argparse.Namespace) -> int:
+    from server.hipki_sim.app import run_until_stopped
+
+    settings = _settings(args)
+    try:
+        asyncio.run(
+            run_until_stopped(
+                settings.server.data_dir,
+                pin=args.pin or settings.card.simulator_pin,
+                port=args.component_port,
+                responder_port=args.responder_port,
+                id_number=args.id,
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ebas-login", description="eBAS login service")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
@@ -99,6 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path)
     imp.set_defaults(handler=accounts_import)
     add_credential_commands(commands, actions, common, _settings)
+
+    sub = commands.add_parser("card", help="自然人憑證 card registrations")
+    actions = sub.add_subparsers(dest="action", required=True)
+    enroll = actions.add_parser("enroll", help="map a card certificate to a national ID number")
+    common(enroll)
+    enroll.add_argument("--cert", type=Path, required=True, help="certificate file (PEM or DER)")
+    enroll.add_argument("--id", required=True, help="national ID number, e.g. A123456789")
+    enroll.set_defaults(handler=card_enroll)
+
+    sub = commands.add_parser(
+        "hipki-simulator", help="HiPKI component simulator and OCSP responder"
+    )
+    common(sub)
+    sub.add_argument("--component-port", type=int, default=61161, help="simulator port (61161)")
+    sub.add_argument("--responder-port", type=int, default=61162, help="OCSP/CRL port (61162)")
+    sub.add_argument("--pin", help="PIN of the software token (default card.simulator_pin)")
+    sub.add_argument("--id", default="A123456789", help="ID number of the simulated holder")
+    sub.set_defaults(handler=hipki_simulator)
 
     commands.add_parser("phone", help="phone simulator (ebas-login phone --help)", add_help=False)
     return parser

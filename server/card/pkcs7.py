@@ -1,6 +1,6 @@
 """Verify a card signature over a challenge: CMS SignedData (PKCS#7) or a bare PKCS#1 signature.
 
-A HiPKI ``MakeSignature`` answer in PKCS#7 form is a SignedData with one signer whose signed
+A HiPKI ``MakeSignature`` result in PKCS#7 form is a SignedData with one signer whose signed
 attributes carry the content type, the SHA-256 message digest of the signed text and, when the
 page asks ``withCardSN``, the card number. The signature covers the DER of the signed attributes
 (re-tagged from ``[0] IMPLICIT`` to ``SET OF``, RFC 5652 section 5.4), so checking it proves the
@@ -33,7 +33,7 @@ OID_ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 OID_CARD_SERIAL = "2.16.886.1.100.2.204"
 
 MAX_SIGNATURE_BYTES = 16 * 1024  # a SignedData with one signer and its chain fits easily
-MAX_EMBEDDED_CERTIFICATES = 5  # signer plus a short chain; more is not a card answer
+MAX_EMBEDDED_CERTIFICATES = 5  # signer plus a short chain; more is not a card's signature
 RSA_SIGNATURE_ALGORITHMS = (OID_RSA, OID_SHA256_RSA)
 
 

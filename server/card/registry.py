@@ -144,3 +144,11 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.executescript(SCHEMA)
     return connection
+
+
+def load_certificate_file(path: Path) -> x509.Certificate:
+    """Read one certificate from a PEM or DER file (blocking I/O)."""
+    data = path.read_bytes()
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_certificate(data)
+    return x509.load_der_x509_certificate(data)

@@ -1,8 +1,8 @@
 """Revocation status of a card certificate: OCSP from its AIA, CRL from its CDP as the fallback.
 
-Answers are cached in this process for their own lifetime (OCSP and CRL ``nextUpdate``), capped
+Responses are cached in this process for their own lifetime (OCSP and CRL ``nextUpdate``), capped
 by settings, so a burst of logins costs one responder round trip. A cache is per node by design:
-it holds only public, signed answers, and each node refetches when its copy expires.
+it contains only public, signed responses, and each node refetches when its copy expires.
 
 No aiohttp here: the network goes through a ``Fetcher`` that the login method supplies.
 """
@@ -36,7 +36,7 @@ MAX_OCSP_RESPONSE_BYTES = 64 * 1024  # one SingleResponse plus a delegated respo
 MAX_CRL_BYTES = 128 * 1024 * 1024
 MAX_URLS = 2  # responders tried per certificate; more only lengthens a failing login
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # responder clocks run a little ahead or behind
-# An OCSP answer without nextUpdate is fresh for this long (RFC 6960 leaves it to the client).
+# An OCSP response without nextUpdate is fresh for this long (RFC 6960 leaves it to the client).
 OCSP_DEFAULT_LIFETIME = datetime.timedelta(minutes=5)
 MAX_OCSP_CACHE_ENTRIES = 10_000  # one per recently seen card; oldest dropped first
 MAX_CRL_CACHE_ENTRIES = 16  # one per issuing CA
@@ -45,7 +45,7 @@ MAX_CRL_CACHE_ENTRIES = 16  # one per issuing CA
 class Status(StrEnum):
     GOOD = "good"
     REVOKED = "revoked"
-    UNAVAILABLE = "unavailable"  # neither OCSP nor CRL gave a usable answer
+    UNAVAILABLE = "unavailable"  # neither OCSP nor CRL returned a usable response
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class RevocationChecker:
         answer = await self._check_crl(certificate, issuer)
         if answer is not None:
             return answer
-        return RevocationResult(Status.UNAVAILABLE, "none", "no OCSP or CRL answer")
+        return RevocationResult(Status.UNAVAILABLE, "none", "no OCSP or CRL response")
 
     # -- OCSP ----------------------------------------------------------------------------------
 
@@ -172,17 +172,17 @@ class RevocationChecker:
             if single.issuer_key_hash != expected:
                 continue
             if single.this_update_utc > now + CLOCK_SKEW:
-                raise ValueError("OCSP answer is dated in the future")
+                raise ValueError("OCSP response is dated in the future")
             next_update = single.next_update_utc or now + OCSP_DEFAULT_LIFETIME
             if next_update + CLOCK_SKEW < now:
-                raise ValueError("OCSP answer is stale")
+                raise ValueError("OCSP response is stale")
             expires = min(next_update, now + self.ocsp_cache_max)
             status = {
                 ocsp.OCSPCertStatus.GOOD: Status.GOOD,
                 ocsp.OCSPCertStatus.REVOKED: Status.REVOKED,
             }.get(single.certificate_status)
             return status, expires
-        raise ValueError("OCSP answer does not cover this certificate")
+        raise ValueError("OCSP response does not cover this certificate")
 
     # -- CRL -----------------------------------------------------------------------------------
 
@@ -249,12 +249,12 @@ def _parse_crl(
 def _verify_ocsp_signer(
     response: ocsp.OCSPResponse, issuer: x509.Certificate, now: datetime.datetime
 ) -> None:
-    """Check that the issuing CA, or a responder it delegated to, signed the answer."""
+    """Check that the issuing CA, or a responder it delegated to, signed the response."""
     signer = issuer
     if not _names_responder(response, issuer):
         delegates = [c for c in response.certificates if _names_responder(response, c)]
         if not delegates:
-            raise ValueError("OCSP answer is signed by an unknown responder")
+            raise ValueError("OCSP response is signed by an unknown responder")
         signer = delegates[0]
         try:
             signer.verify_directly_issued_by(issuer)

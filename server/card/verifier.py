@@ -102,10 +102,10 @@ class CardVerifier:
             raise rejected("revoked")
         if status.status is Status.UNAVAILABLE:
             if not self.fail_open:
-                log.error("card serial %x: no revocation answer; rejected (fail closed)",
+                log.error("card serial %x: no revocation response; rejected (fail closed)",
                           card.certificate.serial_number)  # fmt: skip
                 raise rejected("revocation_unavailable")
-            log.warning("card serial %x: no revocation answer; accepted because card.fail_open "
+            log.warning("card serial %x: no revocation response; accepted because card.fail_open "
                         "is on", card.certificate.serial_number)  # fmt: skip
         return VerifiedCard(
             certificate=card.certificate,

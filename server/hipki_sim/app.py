@@ -154,8 +154,27 @@ def _bound_port(runner: web.AppRunner) -> int:
 
 
 def _free_port() -> int:
-    # NOTE: another process could take the port between this probe and the bind; the demo
-    # then fails to start and a restart picks a new port.
+    # NOTE: another process could take the port between this probe and the bind. The demo then
+    # fails to start, and a restart picks a new port.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((LOOPBACK, 0))
         return int(probe.getsockname()[1])
+
+
+async def run_until_stopped(
+    data_dir: Path, *, pin: str, port: int, responder_port: int, id_number: str
+) -> None:
+    """Run the simulator and the responder in the foreground until the task is cancelled."""
+    services = await start_local_services(
+        data_dir, pin=pin, port=port, responder_port=responder_port, id_number=id_number
+    )
+    folder = data_dir / PKI_FOLDER
+    print(f"HiPKI 元件模擬器：{services.component_url}/popupForm", flush=True)
+    print(f"OCSP/CRL responder: {services.pki.responder_url}", flush=True)
+    print(f"trust anchor (card.trust_anchors): {folder / 'root.pem'}", flush=True)
+    print(f"issuing CA (card.intermediates): {folder / 'ca.pem'}", flush=True)
+    print(f"holder certificate to enroll: {folder / 'holder.pem'}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await services.close()

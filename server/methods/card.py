@@ -1,6 +1,6 @@
 """自然人憑證 (MOICA smart card) through the HiPKI local component: a direct login method.
 
-The page signs a server challenge with the card and posts the signature; ``start`` checks it
+The page signs a server challenge with the card and posts the signature. ``start`` checks it
 (signature, path, revocation, registration) and ends the login at once, approved or failed.
 With ``card.simulator`` on, ``open`` also starts the HiPKI simulator and the local OCSP/CRL
 responder on loopback and trusts the simulator's test PKI.
@@ -73,7 +73,7 @@ class HttpFetcher:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise FetchError(f"{type(exc).__name__}: {exc}") from None
         if len(data) > max_bytes:
-            raise FetchError(f"answer larger than {max_bytes} bytes")
+            raise FetchError(f"response larger than {max_bytes} bytes")
         return data
 
 

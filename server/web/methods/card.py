@@ -149,7 +149,7 @@ async def register_card(request: web.Request) -> web.Response:
             body, binding=binding_hash(secret), id_number=account.id_number, account=account.account
         )
     except LoginError as exc:
-        # Under /ebas the error middleware renders pages, but this route answers the page's fetch.
+        # Under /ebas the error middleware renders pages, but the page's fetch expects JSON.
         return web.json_response(exc.to_json(), status=exc.status)
     return web.json_response(
         {

@@ -3,7 +3,8 @@
 //   import * as password from "./password.js";
 //   export const METHODS = { password };
 // Each module exports `mount(container, context)`; login.js describes the context and handle.
+import * as card from "./card.js";
 import * as nhi from "./nhi.js";
 import * as password from "./password.js";
 
-export const METHODS = { nhi, password };
+export const METHODS = { card, nhi, password };
