@@ -143,7 +143,9 @@ async def login_events(request: web.Request) -> web.StreamResponse:
             while not session.terminal and not reader.done():
                 timeout = max(0.0, session.expires_at - logins.clock()) + 0.05
                 next_event = asyncio.ensure_future(events.get())
-                done, _ = await asyncio.wait({next_event, reader}, timeout=timeout)
+                done, _ = await asyncio.wait(
+                    {next_event, reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 if next_event in done:
                     session = next_event.result()
                 else:
