@@ -94,6 +94,8 @@ class CardVerifier:
         # Signature and path checks are CPU work of a few milliseconds: keep them off the loop.
         card = await asyncio.to_thread(self._check_offline, challenge, signature, certificate)
 
+        # NOTE: only the holder certificate is checked for revocation; a revoked issuing CA
+        # (GRCA's ARL) is not looked up.
         status = await self.revocation.check(card.certificate, card.chain[1])
         if status.status is Status.REVOKED:
             log.warning(
