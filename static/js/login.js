@@ -2,7 +2,9 @@
 //
 // A login method is an ES module exporting `mount(container, context)`. It is registered by
 // importing it here (the mobile credential) or in ./methods/index.js (the other methods).
-// `mount` may return a handle with optional `activate()`, `deactivate()` and `onEscape()`.
+// `mount` may return a handle with optional `activate(options)`, `deactivate()` and
+// `onEscape(event)`. `activate` gets `{ initial, keyboard }`: `initial` on page load, `keyboard`
+// when the person moved between tabs with arrow keys, where focus stays on the tab.
 
 import { ApiError, requestJson, watchLogin } from "./status.js";
 import * as mobile from "./mobile.js";
@@ -133,12 +135,13 @@ function selectTab(method, { focus = false } = {}) {
   }
   handles.get(activeMethod)?.deactivate?.();
 
+  let selectedTab = null;
   for (const tab of tabs) {
     const selected = tab.dataset.method === method;
     tab.setAttribute("aria-selected", String(selected));
     tab.tabIndex = selected ? 0 : -1;
-    if (selected && focus) {
-      tab.focus();
+    if (selected) {
+      selectedTab = tab;
     }
     const panel = panelOf(tab.dataset.method);
     if (panel) {
@@ -147,7 +150,12 @@ function selectTab(method, { focus = false } = {}) {
   }
   activeMethod = method;
   renderStatus();
-  handles.get(method)?.activate?.();
+  handles.get(method)?.activate?.({ initial: false, keyboard: focus });
+
+  // Arrow-key navigation keeps focus on the tabs even if a method's activate() moved it.
+  if (focus) {
+    selectedTab?.focus();
+  }
 }
 
 // Arrow keys move between tabs (WAI-ARIA tabs pattern); Up/Down also move because the tabs
@@ -180,7 +188,7 @@ function start() {
   for (const [method, module] of Object.entries(LATER_METHODS)) {
     mountMethod(method, module);
   }
-  handles.get(activeMethod)?.activate?.({ initial: true });
+  handles.get(activeMethod)?.activate?.({ initial: true, keyboard: false });
 
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !event.defaultPrevented) {

@@ -188,6 +188,7 @@ export function mount(panel, ctx) {
 
     code.textContent = started.verification_code ?? "";
     pushSection.hidden = false;
+    pushSection.classList.remove("verification--compact");
     qrSection.hidden = true;
     qrImage.removeAttribute("src");
     qrLink.hidden = false;
@@ -307,9 +308,14 @@ export function mount(panel, ctx) {
       return;
     }
     qrImage.src = answer.qr_svg_url;
-    pushSection.hidden = true;
     qrLink.hidden = true;
     qrSection.hidden = false;
+    // After the scan the app shows the same number-matching choices, so the code stays on screen.
+    if (answer.verification_code) {
+      code.textContent = answer.verification_code;
+    }
+    pushSection.hidden = !code.textContent;
+    pushSection.classList.add("verification--compact");
     // The push line no longer applies; a warning that the push was not delivered stays.
     if (answer.push_status !== "not_delivered") {
       ctx.clearStatus();

@@ -10,8 +10,11 @@ const MAX_RECONNECTS = 3;
 // First reconnect delay, doubled on each try (1 s, 2 s, 4 s).
 const RECONNECT_BASE_MS = 1000;
 // The server sends the state right after the handshake. When a socket stays silent this long,
-// e.g. behind a proxy that accepts the upgrade but passes nothing, polling starts beside it.
+// e.g. behind a proxy that accepts the upgrade but passes nothing, fast polling starts beside it.
 const FIRST_MESSAGE_TIMEOUT_MS = 4000;
+// Slow polling beside a working socket, so a change event lost between server and socket delays
+// the ending by at most this long instead of stalling the page until expiry.
+const SAFETY_POLL_INTERVAL_MS = 10000;
 
 const NETWORK_MESSAGE = "無法連線至登入服務，請檢查網路連線後再試。";
 const SERVER_MESSAGE = "登入服務暫時無法使用，請稍後再試。";
@@ -85,7 +88,9 @@ function socketUrl(path) {
  * `login` needs `events_url` and `status_url` (as returned by POST /api/logins). `onState` gets
  * every state message, the last one terminal. When the server no longer finds the login, or it
  * belongs to another browser, the watch ends with a synthetic `failed` state and the server's message.
- * Returns the function that stops the watch (safe to call twice); its `refresh()` property polls
+ *
+ * Polling runs the whole time: every 2 s while no WebSocket delivers, every 10 s beside one that does.
+ * Returns the function that stops the watch (safe to call twice). Its `refresh()` property polls
  * once now, e.g. when the local countdown reaches zero.
  */
 export function watchLogin(login, onState) {
@@ -94,9 +99,7 @@ export function watchLogin(login, onState) {
   let socketHealthy = false;
   let reconnects = 0;
   let reconnectTimer = null;
-  let silenceTimer = null;
   let pollTimer = null;
-  let polling = false;
   let pollInFlight = false;
 
   function deliver(state) {
@@ -113,25 +116,18 @@ export function watchLogin(login, onState) {
     }
   }
 
-  // Polling
-
-  function startPolling(delay = POLL_INTERVAL_MS) {
-    if (finished || polling) {
-      return;
-    }
-    polling = true;
-    schedulePoll(delay);
-  }
-
-  function stopPolling() {
-    polling = false;
-    clearTimeout(pollTimer);
-    pollTimer = null;
-  }
+  // Polling: one timer at a time, so rescheduling never starts a second chain.
 
   function schedulePoll(delay) {
+    if (finished) {
+      return;
+    }
     clearTimeout(pollTimer);
     pollTimer = setTimeout(pollOnce, delay);
+  }
+
+  function pollInterval() {
+    return socketHealthy ? SAFETY_POLL_INTERVAL_MS : POLL_INTERVAL_MS;
   }
 
   async function pollOnce() {
@@ -139,7 +135,7 @@ export function watchLogin(login, onState) {
       return;
     }
     pollInFlight = true;
-    let nextDelay = POLL_INTERVAL_MS;
+    let nextDelay = pollInterval();
     try {
       deliver(await requestJson("GET", login.status_url));
     } catch (error) {
@@ -147,23 +143,21 @@ export function watchLogin(login, onState) {
     } finally {
       pollInFlight = false;
     }
-    if (polling && !finished) {
-      schedulePoll(nextDelay);
-    }
+    schedulePoll(nextDelay);
   }
 
-  // Return the delay before the next poll, or end the watch when retrying cannot help.
+  // Return the delay before the next poll. Ends the watch when retrying cannot help.
   function handlePollError(error) {
     if (!(error instanceof ApiError)) {
-      return POLL_INTERVAL_MS;
+      return pollInterval();
     }
     if (error.status === 429 && error.retryAfter) {
-      return Math.max(POLL_INTERVAL_MS, error.retryAfter * 1000);
+      return Math.max(pollInterval(), error.retryAfter * 1000);
     }
     if ([403, 404, 409].includes(error.status)) {
       deliver({ ...login, state: "failed", reason: error.key, message: error.message });
     }
-    return POLL_INTERVAL_MS;
+    return pollInterval();
   }
 
   // WebSocket
@@ -173,7 +167,7 @@ export function watchLogin(login, onState) {
       return;
     }
     if (typeof window.WebSocket !== "function") {
-      startPolling(0);
+      schedulePoll(0);
       return;
     }
     try {
@@ -185,9 +179,6 @@ export function watchLogin(login, onState) {
     }
 
     const current = socket;
-    clearTimeout(silenceTimer);
-    silenceTimer = setTimeout(() => startPolling(0), FIRST_MESSAGE_TIMEOUT_MS);
-
     current.addEventListener("message", (event) => {
       let message;
       try {
@@ -195,15 +186,15 @@ export function watchLogin(login, onState) {
       } catch {
         return;
       }
-      if (message && message.type === "state") {
-        if (!socketHealthy) {
-          socketHealthy = true;
-          reconnects = 0;
-          clearTimeout(silenceTimer);
-          stopPolling();
-        }
-        deliver(message);
+      if (!message || message.type !== "state") {
+        return;
       }
+      if (!socketHealthy) {
+        socketHealthy = true;
+        reconnects = 0;
+        schedulePoll(SAFETY_POLL_INTERVAL_MS);
+      }
+      deliver(message);
     });
     current.addEventListener("close", () => {
       if (current === socket) {
@@ -216,12 +207,11 @@ export function watchLogin(login, onState) {
 
   function socketFailed() {
     socketHealthy = false;
-    clearTimeout(silenceTimer);
     if (finished) {
       return;
     }
-    // Poll at once: the socket may have closed right after a terminal state we never received.
-    startPolling(0);
+    // Poll at once: the socket may have closed right after a terminal state that never arrived.
+    schedulePoll(0);
     if (reconnects < MAX_RECONNECTS) {
       const delay = RECONNECT_BASE_MS * 2 ** reconnects;
       reconnects += 1;
@@ -235,9 +225,8 @@ export function watchLogin(login, onState) {
       return;
     }
     finished = true;
-    stopPolling();
+    clearTimeout(pollTimer);
     clearTimeout(reconnectTimer);
-    clearTimeout(silenceTimer);
     if (socket) {
       const closing = socket;
       socket = null;
@@ -255,6 +244,8 @@ export function watchLogin(login, onState) {
     }
   }
 
+  // The first poll doubles as the check for a silent socket.
+  schedulePoll(FIRST_MESSAGE_TIMEOUT_MS);
   connect();
   stop.refresh = refresh;
   return stop;
