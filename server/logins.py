@@ -36,7 +36,7 @@ ENDING_MESSAGES: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
-    """Where a request came from, for the audit log."""
+    """The client address and user agent of a request, for the audit log."""
 
     address: str
     user_agent: str

@@ -52,7 +52,7 @@ class LoginMethod(abc.ABC):
 
 @dataclass(frozen=True, slots=True)
 class MethodContext:
-    """What a method module's ``create(context)`` may use to build its method."""
+    """The components a method module's ``create(context)`` may use to build its method."""
 
     settings: Settings
     logins: Logins

@@ -1,7 +1,7 @@
 """行動自然人憑證 (TW FidO): push to the bound phone, with the I-SCAN QR code as the fallback.
 
-Both transactions of one login (push and QR) are watched by the one poll scheduler; whichever
-answers first ends the login, and the store's compare-and-set drops every later answer.
+Both transactions of one login (push and QR) are watched by the one poll scheduler; the first
+final result ends the login, and the store's compare-and-set drops every later one.
 """
 
 from __future__ import annotations

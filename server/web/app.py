@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> web.Application:
         from push.authority import create_authority_app
 
         def on_result(sp_ticket_id: str) -> None:
-            # The verifier learns of a final answer at once instead of at its next poll.
+            # The verifier learns of a final result at once instead of at its next poll.
             if POLLER in app:
                 app[POLLER].poke(sp_ticket_id)
 

@@ -1,4 +1,4 @@
-"""Middlewares: LoginError → JSON (or a zh-TW page), security headers on every answer."""
+"""Middlewares: LoginError → JSON (or a zh-TW page), security headers on every response."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
-    if response.prepared:  # WebSocket answers are already on the wire
+    if response.prepared:  # a WebSocket response is already on the wire
         return response
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
