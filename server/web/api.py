@@ -158,6 +158,9 @@ async def login_events(request: web.Request) -> web.StreamResponse:
                 if session.version > sent:
                     await ws.send_json({"type": "state", **render(request, session, binding)})
                     sent = session.version
+    except ConnectionResetError:
+        # The browser went away between two events; its reconnect or polling takes over.
+        log.info("login %s: events socket closed by the browser", session.id)
     finally:
         reader.cancel()
         if not ws.closed:
