@@ -19,7 +19,7 @@ from aiohttp import web
 from server.accounts import TAIWAN_TIME, Account, parse_time
 from server.errors import BindingMismatch, CsrfRejected, InvalidAssertion, LoginError
 from server.sessions.model import binding_hash
-from server.web.keys import ACCOUNTS, ASSERTIONS, AUDIT, SETTINGS, STORE
+from server.web.keys import ACCOUNTS, ASSERTIONS, AUDIT, METHODS, SETTINGS, STORE
 from server.web.pages import LOGIN_PAGE, Html, error_response, html_response, join, tag
 from server.web.requests import BINDING_COOKIE, client_info
 
@@ -29,6 +29,8 @@ COMPLETE_PATH = "/ebas/complete"
 PORTAL_PATH = "/ebas/portal"
 DEFAULT_SITE_PATH = "/ebas/default"
 LOGOUT_PATH = "/ebas/logout"
+# The card method registers this page (server/web/methods/card.py) when it is enabled.
+CARD_REGISTER_PATH = "/ebas/card"
 
 SESSION_COOKIE = "ebas_session"
 FLASH_COOKIE = "ebas_flash"
@@ -164,7 +166,7 @@ def check_same_site(request: web.Request) -> None:
 
 
 async def portal(request: web.Request) -> web.Response:
-    session = await _portal_session(request)
+    session = await portal_session(request)
     if session is None:
         return redirect(LOGIN_PAGE)
     account = await request.app[ACCOUNTS].find_by_account(session["account"])
@@ -179,6 +181,7 @@ async def portal(request: web.Request) -> web.Response:
         tag("p", f"{account.display_name}，您好。", class_="greeting"),
         _password_notice(account, notice_days),
         _account_details(account, session),
+        _card_registration_link(request),
         tag(
             "form",
             tag("button", "登出", type="submit", class_="button"),
@@ -205,6 +208,19 @@ async def logout(request: web.Request) -> web.Response:
             account=session.get("account"),
         )
     return _clear_session_cookie(redirect(LOGIN_PAGE))
+
+
+def _card_registration_link(request: web.Request) -> Html:
+    """Return the link to the 自然人憑證 registration page, or nothing without the card method."""
+    if "card" not in request.app.get(METHODS, {}):
+        return Html("")
+    return tag(
+        "p",
+        join(
+            tag("a", "註冊自然人憑證", href=CARD_REGISTER_PATH, class_="button"),
+            "　註冊後，下次即可用自然人憑證登入。",
+        ),
+    )
 
 
 def _password_notice(account: Account, notice_days: int) -> Html:
@@ -304,7 +320,12 @@ def _session_key(session_id: str) -> str:
     return SESSION_KEY_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
 
 
-async def _portal_session(request: web.Request) -> dict[str, Any] | None:
+async def portal_session(request: web.Request) -> dict[str, Any] | None:
+    """Return the eBAS portal session of the request's cookie, or None when there is none.
+
+    The session contains ``account``, ``login_id``, ``method`` and ``auth_time``. The caller must
+    still check that the account exists and is active, because a sync may have changed it.
+    """
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         return None

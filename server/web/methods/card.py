@@ -25,7 +25,7 @@ from server.web.api import (
     client_info,
     read_json,
 )
-from server.web.ebas import _portal_session, check_same_site, redirect
+from server.web.ebas import check_same_site, portal_session, redirect
 from server.web.keys import ACCOUNTS, METHODS, SETTINGS, STORE
 from server.web.pages import LOGIN_PAGE, document, join, tag
 
@@ -94,7 +94,7 @@ async def new_challenge(request: web.Request) -> web.Response:
 
 
 async def register_page(request: web.Request) -> web.Response:
-    session = await _portal_session(request)
+    session = await portal_session(request)
     if session is None:
         return redirect(LOGIN_PAGE)
     account = await request.app[ACCOUNTS].find_by_account(session["account"])
@@ -127,7 +127,7 @@ async def register_card(request: web.Request) -> web.Response:
     try:
         check_same_site(request)
         check_origin(request, required=True)
-        session = await _portal_session(request)
+        session = await portal_session(request)
         if session is None:
             return web.json_response(
                 {"error": "not_signed_in", "message": "請先登入 eBAS 後再註冊自然人憑證。"},
