@@ -25,12 +25,13 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from redis.exceptions import RedisError
 
 from push import checksum
 from push.authority.channel import HELLO_TIMEOUT, MAX_FRAME_BYTES, PhoneChannel
-from push.authority.service import Authority, error_frame
+from push.authority.service import Authority, SharedState, error_frame
 from push.authority.spapi import INTERFACES, SpApi
-from server.errors import EnrollmentForbidden, InvalidInput, LoginError
+from server.errors import EnrollmentForbidden, InvalidInput, LoginError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def create_authority_app(
     on_result: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.time,
     allow_enroll_from: str = "loopback",
+    shared: SharedState | None = None,
 ) -> web.Application:
     """Build the embedded TW FidO authority as an aiohttp sub-application."""
     if len(aes_key) != checksum.KEY_BYTES:
@@ -67,6 +69,7 @@ def create_authority_app(
         sp_name=sp_name,
         on_result=on_result,
         clock=clock,
+        shared=shared,
     )
     app = web.Application(client_max_size=MAX_SP_BODY_BYTES)
     app[AUTHORITY] = authority
@@ -84,6 +87,7 @@ def create_authority_app(
 async def _start_authority(app: web.Application) -> AsyncIterator[None]:
     await app[AUTHORITY].start()
     yield
+    await app[AUTHORITY].close()
 
 
 def _sp_handler(name: str) -> Callable[[web.Request], Any]:
@@ -92,7 +96,12 @@ def _sp_handler(name: str) -> Callable[[web.Request], Any]:
             body: object = json.loads(await request.read())
         except (ValueError, RecursionError):
             body = None
-        status, answer = await request.app[SP_API].handle(name, body)
+        try:
+            status, answer = await request.app[SP_API].handle(name, body)
+        except RedisError as exc:
+            # The verifier sees an unreachable authority; nothing was half-written.
+            log.error("SP API %s: Redis failed: %s: %s", name, type(exc).__name__, exc)
+            return web.json_response({"error_code": "SYS_ERR"}, status=503, dumps=_dumps)
         return web.json_response(answer, status=status, dumps=_dumps)
 
     return handle
@@ -115,9 +124,13 @@ async def _enroll(request: web.Request) -> web.Response:
         device_name = body.get("device_name")
         if not isinstance(id_number, str) or not isinstance(public_key, str):
             raise InvalidInput("缺少 id_number 或 public_key 欄位。")
-        device = await request.app[AUTHORITY].enroll(
-            id_number, public_key, device_name if isinstance(device_name, str) else ""
-        )
+        try:
+            device = await request.app[AUTHORITY].enroll(
+                id_number, public_key, device_name if isinstance(device_name, str) else ""
+            )
+        except RedisError as exc:
+            log.error("enrollment: Redis failed: %s: %s", type(exc).__name__, exc)
+            raise StoreUnavailable() from exc
     except LoginError as exc:
         return web.json_response(exc.to_json(), status=exc.status, dumps=_dumps)
 
@@ -162,7 +175,7 @@ async def _channel(request: web.Request) -> web.WebSocketResponse:
         await send(channel.challenge())
         await _serve_channel(ws, channel)
     finally:
-        channel.close()
+        await channel.close()
         if not ws.closed:
             await ws.close()
     return ws

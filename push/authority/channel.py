@@ -97,10 +97,10 @@ class PhoneChannel:
             return await self._hello(frame)
         return await self._dispatch(self.device, frame)
 
-    def close(self) -> None:
-        """Detach from the hub; call once when the connection ends."""
+    async def close(self) -> None:
+        """Detach from the hub (and the other nodes' routing); call once when it ends."""
         if self.device is not None:
-            self._authority.hub.remove(self, self.device)
+            await self._authority.detach(self, self.device)
 
     async def _hello(self, frame: dict[str, Any]) -> bool:
         if frame["type"] != "hello":
@@ -121,12 +121,12 @@ class PhoneChannel:
             return False
 
         self.device = device
-        self._authority.hub.add(self, device)
+        await self._authority.attach(self, device)
         log.info(
             "phone channel open for device %s (%s)", device_id, idnumber.mask(device.id_number)
         )
         await self._send({"type": "ready", "device_id": device.device_id})
-        for transaction in self._authority.transactions.pending_for(
+        for transaction in await self._authority.transactions.pending_for(
             device.id_number, self._authority.clock()
         ):
             if transaction.op_mode == PUSH_OP_MODE:
@@ -142,9 +142,9 @@ class PhoneChannel:
                 )
             )
         elif kind == "deny":
-            await self._send(self._authority.deny(device, frame.get("txn")))
+            await self._send(await self._authority.deny(device, frame.get("txn")))
         elif kind == "scan":
-            await self._send(self._authority.scan(device, frame.get("payload")))
+            await self._send(await self._authority.scan(device, frame.get("payload")))
         elif kind == "ping":
             await self._send({"type": "pong"})
         else:

@@ -22,9 +22,11 @@ from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from redis.exceptions import RedisError
 
 from push import ticket as ticket_codec
 from push.authority import ca as test_ca
+from push.authority.cluster import PhoneRelay, RedisDeviceRegistry
 from push.authority.devices import (
     Device,
     DeviceRegistry,
@@ -32,7 +34,12 @@ from push.authority.devices import (
     load_public_key,
     verify_signature,
 )
-from push.authority.transactions import State, Transaction, TransactionTable
+from push.authority.transactions import (
+    RedisTransactionTable,
+    State,
+    Transaction,
+    TransactionTable,
+)
 from server import idnumber
 from server.errors import InvalidInput
 
@@ -54,6 +61,15 @@ class PhoneConnection(Protocol):
     """An authenticated phone channel, as the hub uses it."""
 
     async def send(self, frame: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """The Redis-backed parts that several nodes share (``store.backend = redis``)."""
+
+    registry: RedisDeviceRegistry
+    transactions: RedisTransactionTable
+    relay: PhoneRelay
 
 
 @dataclass(frozen=True)
@@ -104,13 +120,19 @@ class Authority:
         sp_name: str,
         on_result: Callable[[str], None] | None,
         clock: Callable[[], float],
+        shared: SharedState | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.sp_service_id = sp_service_id
         self.sp_name = sp_name
         self.clock = clock
-        self.registry = DeviceRegistry(data_dir)
-        self.transactions = TransactionTable()
+        self.registry: DeviceRegistry | RedisDeviceRegistry = DeviceRegistry(data_dir)
+        self.transactions: TransactionTable | RedisTransactionTable = TransactionTable()
+        self.relay: PhoneRelay | None = None
+        if shared is not None:  # several nodes: state in Redis, pushes and results relayed
+            self.registry = shared.registry
+            self.transactions = shared.transactions
+            self.relay = shared.relay
         self.hub = ChannelHub()
         self._on_result = on_result
         self._ca: test_ca.TestCa | None = None
@@ -120,6 +142,56 @@ class Authority:
         await asyncio.to_thread(self.data_dir.mkdir, parents=True, exist_ok=True)
         self._ca = await asyncio.to_thread(test_ca.load_or_create, self.data_dir)
         await self.registry.open()
+        if self.relay is not None:
+            await self.relay.start(self._deliver_relayed, self._announce)
+
+    async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+
+    # -- phone channels ---------------------------------------------------------------------
+
+    async def attach(self, connection: PhoneConnection, device: Device) -> None:
+        """Register an authenticated phone channel, on this node and for the other nodes."""
+        self.hub.add(connection, device)
+        if self.relay is not None:
+            await self.relay.join(device.id_number)
+
+    async def detach(self, connection: PhoneConnection, device: Device) -> None:
+        self.hub.remove(connection, device)
+        if self.relay is not None:
+            await self.relay.leave(device.id_number)
+
+    async def reachable(self, id_number: str, device_name: str = "") -> bool:
+        """Whether a phone channel of ``id_number`` is open on this node or another one."""
+        if self.hub.connected(id_number, device_name):
+            return True
+        return self.relay is not None and await self.relay.reachable_elsewhere(id_number)
+
+    async def deliver_push(self, transaction: Transaction, device_name: str = "") -> int:
+        """Prompt every phone of the transaction's ID number, wherever its channel is.
+
+        Return how many local channels and other nodes it reached.
+        """
+        local = self.hub.connected(transaction.id_number, device_name)
+        sent = await self.deliver(local, transaction) if local else 0
+        if self.relay is not None:
+            sent += await self.relay.publish_push(
+                transaction.id_number, device_name, self.prompt(transaction)
+            )
+        return sent
+
+    async def _deliver_relayed(
+        self, id_number: str, device_name: str, frame: dict[str, Any]
+    ) -> None:
+        """Send a prompt published by another node to this node's phones of ``id_number``."""
+        connections = self.hub.connected(id_number, device_name)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(c.send(frame), SEND_TIMEOUT) for c in connections),
+            return_exceptions=True,
+        )
+        for failure in (r for r in results if isinstance(r, BaseException)):
+            log.warning("relayed push %s not sent to a phone: %r", frame.get("txn"), failure)
 
     # -- enrollment -------------------------------------------------------------------------
 
@@ -150,7 +222,7 @@ class Authority:
 
     # -- transactions -----------------------------------------------------------------------
 
-    def create_transaction(self, request: TransactionRequest) -> Transaction:
+    async def create_transaction(self, request: TransactionRequest) -> Transaction:
         """Create a pending transaction and its ticket; raise ``TableFull`` when full."""
         now = self.clock()
         expires_at = now + request.time_limit
@@ -190,7 +262,7 @@ class Authority:
             code=code,
             choices=choices,
         )
-        self.transactions.add(transaction, now)
+        await self.transactions.add(transaction, now)
         return transaction
 
     def prompt(self, transaction: Transaction) -> dict[str, Any]:
@@ -226,12 +298,12 @@ class Authority:
         self, device: Device, txn_id: object, choice: object, signature: object
     ) -> dict[str, Any]:
         """Apply an approval from ``device`` and return the ``result`` frame for it."""
-        transaction, refusal = self._answerable(device, txn_id)
+        transaction, refusal = await self._answerable(device, txn_id)
         if transaction is None:
             return refusal
 
         if transaction.code and not _same_code(choice, transaction.code):
-            self._finish(transaction, State.DENIED, "wrong_code")
+            await self._finish(transaction, State.DENIED, "wrong_code")
             return _result(transaction, ok=False, reason="wrong_code")
 
         try:
@@ -239,29 +311,33 @@ class Authority:
                 verify_signature, device.public_key(), signature, transaction.challenge
             )
         except InvalidSignature:
-            self._finish(transaction, State.FAILED, "bad_signature")
+            await self._finish(transaction, State.FAILED, "bad_signature")
             return _result(transaction, ok=False, reason="bad_signature")
 
         # The transaction may have ended while the signature was checked in the worker thread.
-        if not self._finish(transaction, State.APPROVED, "approved", device=device, signature=der):
+        approved = await self._finish(
+            transaction, State.APPROVED, "approved", device=device, signature=der
+        )
+        if not approved:
             return _late_result(transaction, self.clock())
         return _result(transaction, ok=True, reason="approved")
 
-    def deny(self, device: Device, txn_id: object) -> dict[str, Any]:
+    async def deny(self, device: Device, txn_id: object) -> dict[str, Any]:
         """Apply a refusal from ``device`` and return the ``result`` frame for it."""
-        transaction, refusal = self._answerable(device, txn_id)
+        transaction, refusal = await self._answerable(device, txn_id)
         if transaction is None:
             return refusal
-        self._finish(transaction, State.DENIED, "denied")
+        if not await self._finish(transaction, State.DENIED, "denied"):
+            return _late_result(transaction, self.clock())
         return _result(transaction, ok=True, reason="denied")
 
-    def scan(self, device: Device, payload: object) -> dict[str, Any]:
+    async def scan(self, device: Device, payload: object) -> dict[str, Any]:
         """Return the prompt for a scanned QR payload (an sp_ticket), or an ``error`` frame."""
         try:
             scanned = ticket_codec.decode(payload)
         except ticket_codec.TicketError:
             return error_frame("invalid_qr", "無法辨識此 QR Code，請確認是登入頁面上的 QR Code。")
-        transaction = self.transactions.get(scanned.sp_ticket_id)
+        transaction = await self.transactions.get(scanned.sp_ticket_id)
         if transaction is None or not hmac.compare_digest(
             transaction.sp_ticket.encode(), str(payload).encode()
         ):
@@ -279,10 +355,10 @@ class Authority:
             return error_frame("already_answered", "此登入請求已完成，無法再次使用。")
         return self.prompt(transaction)
 
-    def _answerable(
+    async def _answerable(
         self, device: Device, txn_id: object
     ) -> tuple[Transaction, dict[str, Any]] | tuple[None, dict[str, Any]]:
-        transaction = self.transactions.get(txn_id) if isinstance(txn_id, str) else None
+        transaction = await self.transactions.get(txn_id) if isinstance(txn_id, str) else None
         # A transaction of another ID number is reported as not found, to reveal nothing.
         if transaction is None or transaction.id_number != device.id_number:
             return None, {"type": "result", "txn": txn_id, "ok": False, "reason": "not_found"}
@@ -291,7 +367,7 @@ class Authority:
             return None, late
         return transaction, {}
 
-    def _finish(
+    async def _finish(
         self,
         transaction: Transaction,
         state: State,
@@ -300,11 +376,20 @@ class Authority:
         device: Device | None = None,
         signature: bytes = b"",
     ) -> bool:
-        if not self.transactions.finish(transaction, state, reason, self.clock()):
-            return False
+        signed_response = certificate = ""
         if device is not None:
-            transaction.signed_response = base64.b64encode(signature).decode("ascii")
-            transaction.certificate = base64.b64encode(device.certificate_der).decode("ascii")
+            signed_response = base64.b64encode(signature).decode("ascii")
+            certificate = base64.b64encode(device.certificate_der).decode("ascii")
+        finished = await self.transactions.finish(
+            transaction,
+            state,
+            reason,
+            self.clock(),
+            signed_response=signed_response,
+            certificate=certificate,
+        )
+        if not finished:
+            return False
         log.info(
             "transaction %s for %s finished: %s (%s)",
             transaction.transaction_id,
@@ -312,12 +397,21 @@ class Authority:
             state,
             reason,
         )
+        self._announce(transaction.sp_ticket_id)
+        if self.relay is not None:
+            try:
+                await self.relay.publish_result(transaction.sp_ticket_id)
+            except RedisError as exc:  # the poll finds the result anyway, only later
+                log.error("result of %s not announced: %s", transaction.sp_ticket_id, exc)
+        return True
+
+    def _announce(self, sp_ticket_id: str) -> None:
+        """Tell this node's verifier that a transaction finished (here or on another node)."""
         if self._on_result is not None:
             try:
-                self._on_result(transaction.sp_ticket_id)
+                self._on_result(sp_ticket_id)
             except Exception:
-                log.exception("on_result failed for transaction %s", transaction.transaction_id)
-        return True
+                log.exception("on_result failed for transaction %s", sp_ticket_id)
 
 
 def hash_id_number(id_number: str) -> str:

@@ -113,14 +113,14 @@ class SpApi:
         try:
             if not isinstance(body, dict):
                 raise Rejected("REQ_FT_ERR", 400)
-            self._check_common(name, body)
+            await self._check_common(name, body)
             result = await self._dispatch(name, body)
         except Rejected as exc:
             log.info("SP API %s transaction %r rejected: %s", name, transaction_id[:100], exc.code)
             return exc.status, self._answer(name, transaction_id, exc.code, {})
         return 200, self._answer(name, transaction_id, SUCCESS, result)
 
-    def _check_common(self, name: str, body: dict[str, Any]) -> None:
+    async def _check_common(self, name: str, body: dict[str, Any]) -> None:
         transaction_id = body.get("transaction_id")
         if not isinstance(transaction_id, str) or not transaction_id:
             raise Rejected("TXNID_FT_ERR")
@@ -139,14 +139,16 @@ class SpApi:
         except checksum.ChecksumError:
             raise Rejected("INV_SP_CHECKSUM") from None
 
-        if name != "getAthOrSignResult" and not self._authority.transactions.claim_transaction_id(
-            transaction_id, self._authority.clock()
+        if name != "getAthOrSignResult" and not (
+            await self._authority.transactions.claim_transaction_id(
+                transaction_id, self._authority.clock()
+            )
         ):
             raise Rejected("TXNLOG_INS_ERR")
 
     async def _dispatch(self, name: str, body: dict[str, Any]) -> dict[str, str]:
         if name == "getAthOrSignResult":
-            return self._get_result(body)
+            return await self._get_result(body)
         id_number = _id_number(body)
         if name == "checkDeviceStatus":
             bound = "Y" if await self._authority.registry.for_id_number(id_number) else "N"
@@ -167,33 +169,29 @@ class SpApi:
         if not await self._authority.registry.for_id_number(id_number):
             raise Rejected("IDNUM_DEVPROF_NF")
 
-        connections = []
-        if is_push:
-            device_name = body.get("device_user_def_desc")
-            connections = self._authority.hub.connected(
-                id_number, device_name if isinstance(device_name, str) else ""
-            )
-            if not connections:
-                raise Rejected("PS_FCM_NOT_FOUND")
+        device_name = body.get("device_user_def_desc")
+        device_name = device_name if isinstance(device_name, str) else ""
+        if is_push and not await self._authority.reachable(id_number, device_name):
+            raise Rejected("PS_FCM_NOT_FOUND")
 
         try:
-            transaction = self._authority.create_transaction(request)
+            transaction = await self._authority.create_transaction(request)
         except TableFull:
             log.warning("transaction table full; rejecting %s", body["transaction_id"])
             raise Rejected("TXNLOG_INS_ERR") from None
 
-        if is_push and not await self._authority.deliver(connections, transaction):
-            self._authority.transactions.finish(
+        if is_push and not await self._authority.deliver_push(transaction, device_name):
+            await self._authority.transactions.finish(
                 transaction, State.FAILED, "push_failed", self._authority.clock()
             )
             raise Rejected("PS_FCM_NOT_FOUND")
         return {"sp_ticket": transaction.sp_ticket}
 
-    def _get_result(self, body: dict[str, Any]) -> dict[str, str]:
+    async def _get_result(self, body: dict[str, Any]) -> dict[str, str]:
         sp_ticket_id = body.get("sp_ticket_id")
         transaction = None
         if isinstance(sp_ticket_id, str):
-            transaction = self._authority.transactions.get(sp_ticket_id)
+            transaction = await self._authority.transactions.get(sp_ticket_id)
         if transaction is None or transaction.transaction_id != body["transaction_id"]:
             raise Rejected("SPTKTID_SPTKT_NF")
 
@@ -205,10 +203,9 @@ class SpApi:
             raise Rejected("APP_USER_CANCEL")
         if transaction.state is State.FAILED:
             raise Rejected("APP_SIGN_FAILURE")
-        if transaction.result_fetched:
+        if not await self._authority.transactions.mark_fetched(transaction):
             raise Rejected("SPTKTID_SPTKT_RDM")
 
-        transaction.result_fetched = True
         return {
             "hashed_id_num": transaction.hashed_id_num,
             "signed_response": transaction.signed_response,

@@ -54,6 +54,8 @@ class MobileMethod(LoginMethod):
         super().__init__(logins)
         self.client = client
         self.poller = poller
+        # Several nodes: take over the polls of logins whose node stopped.
+        poller.set_adopter(self._watch_key)
         self.settings = settings
         # SIGN mode: check signed_response, the chain and the last-4 attribute; raises on failure.
         self.verify_signed = verify_signed
@@ -168,11 +170,16 @@ class MobileMethod(LoginMethod):
     def _watch(self, session: LoginSession, kind: str, ticket: Ticket) -> None:
         # The scheduler counts on the monotonic clock; the login's deadline is wall-clock time.
         deadline = time.monotonic() + (session.expires_at - self.logins.clock())
+        self._watch_key(f"{session.id}:{kind}", ticket, deadline)
+
+    def _watch_key(self, key: str, ticket: Ticket, deadline: float) -> None:
+        """Watch one transaction of a login; with several nodes, also how a node adopts one."""
+        login_id = key.rpartition(":")[0]
 
         async def on_done(result: AthResult | Exception) -> None:
-            await self._finish(session.id, result)
+            await self._finish(login_id, result)
 
-        self.poller.watch(f"{session.id}:{kind}", ticket, deadline, on_done)
+        self.poller.watch(key, ticket, deadline, on_done)
 
     async def _finish(self, login_id: str, result: AthResult | Exception) -> None:
         session = await self.store.get(login_id)

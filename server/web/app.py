@@ -12,11 +12,14 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import aiohttp
+import redis.asyncio
 from aiohttp import web
 
 from push.client import SpApiClient
+from push.poll_lease import RedisPollLease
 from push.poller import PollScheduler
 from server.config import Settings
 from server.logins import Logins
@@ -28,9 +31,18 @@ from server.web.keys import ACCOUNTS, ASSERTIONS, AUDIT, LOGINS, METHODS, SETTIN
 from server.web.middleware import errors_middleware, headers_middleware
 from server.web.site import setup_site_routes
 
+if TYPE_CHECKING:
+    from push.authority.service import SharedState
+
 log = logging.getLogger(__name__)
 
 POLLER = web.AppKey("poller", PollScheduler)
+CLUSTER = web.AppKey("cluster", redis.asyncio.Redis)
+CLUSTER_CONNECT_TIMEOUT = 2.0  # seconds; a reachable Redis accepts within milliseconds
+CLUSTER_COMMAND_TIMEOUT = 5.0  # seconds; slower than this, Redis is unhealthy and the call fails
+CLUSTER_RETRIES = 1  # rides out a dropped idle connection; the Lua scripts are idempotent
+CLUSTER_RETRY_BACKOFF_BASE = 0.05  # seconds
+CLUSTER_RETRY_BACKOFF_CAP = 0.5  # seconds
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 AUTHORITY_MOUNT = "/twfido"
 KNOWN_METHODS = ("mobile", "card", "nhi", "password")  # the four eCPA credentials, page order
@@ -44,6 +56,16 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     aes_key = sp_aes_key(settings)
+    cluster = open_cluster(settings)
+    if cluster is not None:
+        app[CLUSTER] = cluster
+        app.on_cleanup.append(_close_cluster)  # runs after the authority's cleanup
+        if not settings.twfido.aes_key:
+            log.warning(
+                "store.backend is redis but twfido.aes_key is unset: every node must share "
+                "the data directory's %s, or set twfido.aes_key on all nodes",
+                EMBEDDED_KEY_FILE,
+            )
 
     if settings.twfido.mode == "embedded":
         from push.authority import create_authority_app
@@ -62,6 +84,7 @@ def create_app(settings: Settings) -> web.Application:
                 sp_name=settings.twfido.sp_name,
                 random_iv=settings.twfido.random_iv,
                 on_result=on_result,
+                shared=_shared_authority_state(cluster, settings),
             ),
         )
 
@@ -123,6 +146,59 @@ def api_url(settings: Settings) -> str:
     return f"http://{host}:{settings.server.port}{AUTHORITY_MOUNT}"
 
 
+def open_cluster(settings: Settings) -> redis.asyncio.Redis | None:
+    """Return the Redis client for what nodes share beside sessions (None with one node).
+
+    It serves the embedded authority's transactions, devices and phone routing, and the poll
+    leases. It connects lazily, like the store's client.
+    """
+    if settings.store.backend != "redis":
+        return None
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    return redis.asyncio.Redis.from_url(
+        settings.store.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=CLUSTER_CONNECT_TIMEOUT,
+        socket_timeout=CLUSTER_COMMAND_TIMEOUT,
+        socket_keepalive=True,
+        retry=Retry(
+            ExponentialBackoff(cap=CLUSTER_RETRY_BACKOFF_CAP, base=CLUSTER_RETRY_BACKOFF_BASE),
+            CLUSTER_RETRIES,
+        ),
+    )
+
+
+def _cluster_prefix(settings: Settings) -> str:
+    return f"{settings.store.key_prefix}twfido:"
+
+
+def _shared_authority_state(
+    cluster: redis.asyncio.Redis | None, settings: Settings
+) -> SharedState | None:
+    if cluster is None:
+        return None
+    from push.authority.cluster import PhoneRelay, RedisDeviceRegistry
+    from push.authority.service import SharedState
+    from push.authority.transactions import RedisTransactionTable
+
+    prefix = _cluster_prefix(settings)
+    return SharedState(
+        registry=RedisDeviceRegistry(cluster, prefix),
+        transactions=RedisTransactionTable(cluster, prefix),
+        relay=PhoneRelay(cluster, prefix),
+    )
+
+
+def _poll_lease(cluster: redis.asyncio.Redis | None, settings: Settings) -> RedisPollLease | None:
+    return None if cluster is None else RedisPollLease(cluster, _cluster_prefix(settings))
+
+
+async def _close_cluster(app: web.Application) -> None:
+    await app[CLUSTER].aclose()
+
+
 def open_store(settings: Settings) -> SessionStore:
     if settings.store.backend == "redis":
         from server.sessions.redis import RedisStore
@@ -167,7 +243,11 @@ def _components(settings: Settings, aes_key: bytes):  # type: ignore[no-untyped-
             random_iv=settings.twfido.random_iv,
             timeout=settings.twfido.http_timeout,
         )
-        poller = PollScheduler(client, interval=settings.twfido.poll_interval)
+        poller = PollScheduler(
+            client,
+            interval=settings.twfido.poll_interval,
+            lease=_poll_lease(app.get(CLUSTER), settings),
+        )
         await poller.start()
 
         logins = Logins(store, audit)
