@@ -44,14 +44,19 @@ def tag(name: str, content: Html | str = "", **attributes: str) -> Html:
 
 
 def document(title: str, body: Html) -> str:
-    """Wrap a page body in the shared layout."""
+    """Wrap a page body in the shared layout.
+
+    The referrer policy is same-origin because under no-referrer Chromium sends "Origin: null" on
+    the logout form post, which the same-site check of /ebas/logout rejects.
+    """
     return f"""<!doctype html>
 <html lang="zh-Hant-TW">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>{escape(title)} - {escape(SITE_NAME)}</title>
+<link rel="icon" href="/static/img/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="{STYLESHEET}">
 </head>
 <body>
