@@ -30,7 +30,8 @@ PATH_PREFIX = "/moise/sp/"
 PATH_GET_SP_TICKET = "getSpTicket"
 PATH_REQUEST_PUSH = "requestAthOrSignPush"
 PATH_GET_RESULT = "getAthOrSignResult"
-# NOTE: the checkDeviceStatus (LF-01) path is unconfirmed; public integrations use this name.
+# NOTE: the checkDeviceStatus (LF-01) path is unconfirmed; public integrations use this name,
+# and twfido.check_device_path overrides it.
 PATH_CHECK_DEVICE = "checkDeviceStatus"
 
 MIN_TIME_LIMIT = 30  # seconds; the SP API rejects shorter time_limit values
@@ -40,8 +41,9 @@ MAX_RESPONSE_BYTES = 64 * 1024  # a real response (with a base64 certificate) is
 RETRY_BASE_DELAY = 0.25  # seconds before the first retry; doubled for each later one
 RETRY_MAX_DELAY = 2.0  # seconds; keeps a retried call well inside a login's time window
 
-# sign_info sent with sign_data. The server signs the base64-decoded sign_data bytes with
-# SHA-256 and RSA PKCS#1 v1.5, which push.verify checks against the returned certificate.
+# sign_info sent with sign_data. The app signs the base64-decoded sign_data bytes with SHA-256
+# and its certificate's key (RSA PKCS#1 v1.5 for MOICA; ECDSA P-256 for the embedded authority's
+# test devices), which push.verify checks against the returned certificate.
 SIGN_TYPE = "PKCS#1"
 TBS_ENCODING = "base64"
 HASH_ALGORITHM = "SHA256"
@@ -114,6 +116,7 @@ class SpApiClient:
         random_iv: bool = False,
         timeout: float = 10.0,
         retries: int = 2,
+        check_device_path: str = PATH_CHECK_DEVICE,
     ) -> None:
         if len(aes_key) != checksum.KEY_BYTES:
             raise ValueError(f"the AES key must be {checksum.KEY_BYTES} bytes")
@@ -124,6 +127,7 @@ class SpApiClient:
         self._random_iv = random_iv
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retries = max(0, retries)
+        self._check_device_path = check_device_path
 
     def __repr__(self) -> str:  # keeps the key out of tracebacks and debug output
         return f"SpApiClient(api={self._base!r}, sp_service_id={self._sp_service_id!r})"
@@ -233,7 +237,7 @@ class SpApiClient:
             body["sp_checksum"] = self._checksum(body, checksum.LF01_SP)
             return body
 
-        body, answer = await self._exchange(PATH_CHECK_DEVICE, build, id_num)
+        body, answer = await self._exchange(self._check_device_path, build, id_num)
 
         code, result = _split(answer)
         fields = {

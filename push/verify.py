@@ -2,19 +2,27 @@
 
 Run this after the client has verified the ``idp_checksum``. The work is CPU-bound (RSA, chain
 building), so servers call it through ``asyncio.to_thread``.
+
+The signature scheme follows the certificate's key: RSA keys (real MOICA mobile certificates)
+must sign with PKCS#1 v1.5 over SHA-256; EC P-256 keys (the embedded authority's test devices)
+with ECDSA over SHA-256, the signature DER-encoded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Sequence
+import hashlib
+import hmac
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.verification import (
     ExtensionPolicy,
     PolicyBuilder,
@@ -27,6 +35,9 @@ from push.client import TBS_ENCODING, AthResult
 MAX_CHAIN_DEPTH = 3  # user → MOICA → GRCA, plus one cross-certificate at most
 MAX_CERT_B64_CHARS = 16 * 1024  # a 4096-bit MOICA user certificate is about 2.5 KB of base64
 MAX_SIGNATURE_B64_CHARS = 2048  # base64 of an RSA-4096 signature is 684 characters
+EC_CURVE = "secp256r1"  # the only curve accepted: the embedded authority's device keys use it
+# How hashed_id_num may be checked (twfido.hashed_id_num); the real hash is unconfirmed.
+HASHED_ID_SCHEMES = ("off", "sha256-hex")
 MAX_DER_ITEMS = 32  # attributes read from subjectDirectoryAttributes, against hostile input
 
 SUBJECT_DIRECTORY_ATTRIBUTES = x509.ObjectIdentifier("2.5.29.9")
@@ -45,6 +56,54 @@ class SignatureInvalid(VerificationFailed):
 
 class CertificateInvalid(VerificationFailed):
     """The certificate is malformed, untrusted, outside its validity, or not the user's."""
+
+
+class IdentityMismatch(VerificationFailed):
+    """``hashed_id_num`` does not belong to the ID number the login was started for."""
+
+
+class SignedResultVerifier:
+    """The SIGN-mode check a login method awaits: ``await verifier(result, sign_data, id_num)``.
+
+    ``load_anchors`` is a blocking function returning the trust anchors; ``load()`` runs it once
+    in a worker thread at start. Every certificate it returns is also offered as an
+    intermediate, so one file may hold GRCA and MOICA together. Raises ``VerificationFailed``.
+    """
+
+    def __init__(
+        self,
+        load_anchors: Callable[[], list[x509.Certificate]],
+        *,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._load_anchors = load_anchors
+        self._clock = clock
+        self._anchors: list[x509.Certificate] = []
+
+    async def load(self) -> None:
+        self._anchors = await asyncio.to_thread(self._load_anchors)
+        if not self._anchors:
+            raise ValueError("no trust anchors for SIGN-mode results")
+
+    @property
+    def anchors(self) -> list[x509.Certificate]:
+        return list(self._anchors)
+
+    async def __call__(self, result: AthResult, sign_data: str, id_number: str) -> None:
+        try:
+            await asyncio.to_thread(
+                verify_signed_result,
+                result,
+                sign_data=sign_data,
+                id_number=id_number,
+                anchors=self._anchors,
+                intermediates=self._anchors,
+                now=self._clock(),
+            )
+        except VerificationFailed:
+            raise
+        except ValueError as exc:  # e.g. an unreadable public key in the certificate
+            raise CertificateInvalid(f"certificate rejected: {exc}") from None
 
 
 def verify_signed_result(
@@ -66,6 +125,23 @@ def verify_signed_result(
     _check_chain(cert, anchors, intermediates, now)
     _check_key_usage(cert)
     _check_last4(cert, id_number)
+
+
+def load_trust_anchors(paths: Sequence[Path]) -> list[x509.Certificate]:
+    """Read every certificate of the PEM files ``paths`` (blocking file I/O; call in a thread).
+
+    A file may hold several certificates (GRCA and MOICA, or two CA generations). Raise
+    ``ValueError`` naming the file when one cannot be read or holds no certificate.
+    """
+    anchors: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            anchors.extend(x509.load_pem_x509_certificates(path.read_bytes()))
+        except OSError as exc:
+            raise ValueError(f"cannot read trust anchor file {path}: {exc.strerror}") from None
+        except ValueError:
+            raise ValueError(f"trust anchor file {path} holds no PEM certificate") from None
+    return anchors
 
 
 def _load_cert(cert_b64: str) -> x509.Certificate:
@@ -95,11 +171,15 @@ def _check_signature(cert: x509.Certificate, signature_b64: str, data: bytes) ->
         raise SignatureInvalid("signed_response is not base64") from None
 
     key = cert.public_key()
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise CertificateInvalid("certificate key is not RSA")
     try:
-        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == EC_CURVE:
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise CertificateInvalid("certificate key is neither RSA nor EC P-256")
+    except (InvalidSignature, ValueError):
+        # ValueError: a DER ECDSA signature that does not even parse.
         raise SignatureInvalid("signed_response does not verify with the certificate") from None
 
 
@@ -153,6 +233,22 @@ def _check_last4(cert: x509.Certificate, id_number: str) -> None:
     last4 = id_last4_from_attributes(extension.value.public_bytes())
     if last4 is not None and last4 != id_number[-4:]:
         raise CertificateInvalid("certificate belongs to another ID number (last 4 differ)")
+
+
+def check_hashed_id_num(hashed_id_num: str, id_number: str, scheme: str) -> None:
+    """Raise ``IdentityMismatch`` unless ``hashed_id_num`` is ``id_number`` hashed by ``scheme``.
+
+    ``"off"`` checks nothing. ``"sha256-hex"``: lowercase hex SHA-256 of the upper-case ID
+    number's ASCII bytes, as the embedded authority and the test fake compute it.
+    """
+    # NOTE: MOI's hash for hashed_id_num is unconfirmed, so the check is off unless configured.
+    if scheme == "off":
+        return
+    if scheme != "sha256-hex":
+        raise ValueError(f"unknown hashed_id_num scheme {scheme!r}")
+    expected = hashlib.sha256(id_number.upper().encode("ascii")).hexdigest()
+    if not hmac.compare_digest(hashed_id_num.strip().lower().encode(), expected.encode()):
+        raise IdentityMismatch("hashed_id_num does not match the ID number")
 
 
 def id_last4_from_attributes(der: bytes) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import string
 import tomllib
 import types
 import typing
@@ -67,6 +68,10 @@ class ServerSettings:
         return f"http://{host}:{self.port}"
 
 
+# Folder under server.data_dir where the embedded authority keeps its devices and test CA.
+EMBEDDED_AUTHORITY_DIR = "authority"
+
+
 @dataclass(frozen=True)
 class TwFidoSettings:
     mode: str = "embedded"  # embedded | moi
@@ -78,7 +83,17 @@ class TwFidoSettings:
     time_limit: int = 180  # seconds a push or QR stays valid; the SP API accepts 30-600
     poll_interval: float = 4.0  # the spec recommends polling getAthOrSignResult no faster
     random_iv: bool = False  # checksum IV: all-zero (most integrations) or random (UNCONFIRMED)
-    trust_anchors: list[Path] = field(default_factory=list)  # PEM files for SIGN mode
+    # PEM files (several certificates each allowed) trusted for SIGN-mode results; empty in
+    # embedded mode means the embedded authority's test CA. Required for SIGN in moi mode.
+    trust_anchors: list[Path] = field(default_factory=list)
+    # Check hashed_id_num of approved results: off, or sha256-hex (lowercase hex SHA-256 of the
+    # ID number). Off by default because MOI's hash is UNCONFIRMED.
+    hashed_id_num: str = "off"
+    # Text of the I-SCAN QR code; {sp_ticket} and {sp_ticket_id} are filled in. UNCONFIRMED:
+    # public demos show the bare sp_ticket. The embedded authority reads only that default.
+    qr_template: str = "{sp_ticket}"
+    # Path name of checkDeviceStatus (LF-01) under /moise/sp/; UNCONFIRMED.
+    check_device_path: str = "checkDeviceStatus"
     # Pushes allowed for one ID number within push_window seconds, against push bombing.
     push_limit: int = 3
     push_window: int = 300
@@ -96,6 +111,13 @@ class TwFidoSettings:
             raise ConfigError("twfido.poll_interval must be at least 1 second")
         if self.push_limit < 1 or self.push_window < 1:
             raise ConfigError("twfido.push_limit and twfido.push_window must be positive")
+        if self.hashed_id_num not in ("off", "sha256-hex"):
+            raise ConfigError("twfido.hashed_id_num must be off or sha256-hex")
+        if self.http_timeout <= 0:
+            raise ConfigError("twfido.http_timeout must be positive")
+        _check_qr_template(self.qr_template, self.mode)
+        if not self.check_device_path.isidentifier():
+            raise ConfigError("twfido.check_device_path must be a name like checkDeviceStatus")
         if self.mode == "moi":
             if not self.api_url.startswith("https://") and not _loopback_url(self.api_url):
                 raise ConfigError("twfido.api_url must be an https:// URL in moi mode")
@@ -103,6 +125,8 @@ class TwFidoSettings:
                 raise ConfigError("twfido.aes_key is required in moi mode")
             if not self.sp_service_id or self.sp_service_id == "ebas-embedded-sp":
                 raise ConfigError("twfido.sp_service_id must be set in moi mode")
+            if self.op_code == "SIGN" and not self.trust_anchors:
+                raise ConfigError("twfido.trust_anchors is required for op_code SIGN in moi mode")
         if self.aes_key:
             from push.checksum import decode_key
 
@@ -110,6 +134,22 @@ class TwFidoSettings:
                 decode_key(self.aes_key)
             except ValueError as exc:
                 raise ConfigError(f"twfido.aes_key is invalid: {exc}") from None
+
+
+QR_FIELDS = frozenset({"sp_ticket", "sp_ticket_id"})  # what twfido.qr_template may name
+
+
+def _check_qr_template(template: str, mode: str) -> None:
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:
+        raise ConfigError("twfido.qr_template has unbalanced braces") from None
+    if not names or not names <= QR_FIELDS:
+        raise ConfigError(
+            "twfido.qr_template must use {sp_ticket} or {sp_ticket_id} and no other field"
+        )
+    if mode == "embedded" and template != "{sp_ticket}":
+        raise ConfigError("twfido.qr_template must be {sp_ticket} in embedded mode")
 
 
 @dataclass(frozen=True)

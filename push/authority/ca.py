@@ -98,12 +98,25 @@ class TestCa:
         return builder.sign(self.intermediate_key, hashes.SHA256())
 
 
+def certificate_paths(data_dir: Path) -> tuple[Path, Path]:
+    """Return the PEM files of the root and the intermediate certificate under ``data_dir``.
+
+    A verifier trusts these for SIGN-mode results of the embedded authority. They exist once
+    ``load_or_create(data_dir)`` has run.
+    """
+    folder = data_dir / CA_DIR
+    return folder / "root.pem", folder / "intermediate.pem"
+
+
 def load_or_create(data_dir: Path) -> TestCa:
     """Load the test CA from ``data_dir``, or create and save it on first use (blocking I/O)."""
     folder = data_dir / CA_DIR
+    root_pem, intermediate_pem = certificate_paths(data_dir)
     paths = {
-        name: folder / name
-        for name in ("root.pem", "root.key", "intermediate.pem", "intermediate.key")
+        "root.pem": root_pem,
+        "root.key": folder / "root.key",
+        "intermediate.pem": intermediate_pem,
+        "intermediate.key": folder / "intermediate.key",
     }
     if all(path.exists() for path in paths.values()):
         return TestCa(

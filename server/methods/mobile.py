@@ -20,7 +20,13 @@ from push.client import AthResult, SpApiClient, SpApiError, SpApiUnavailable, Sp
 from push.codes import CodeInfo, Outcome
 from push.poller import PollScheduler, PollTimeout
 from push.ticket import Ticket
-from server.config import TwFidoSettings
+from push.verify import (
+    SignedResultVerifier,
+    VerificationFailed,
+    check_hashed_id_num,
+    load_trust_anchors,
+)
+from server.config import EMBEDDED_AUTHORITY_DIR, ConfigError, Settings, TwFidoSettings
 from server.errors import RateLimited, UpstreamUnavailable, WrongState
 from server.idnumber import mask, validate
 from server.logins import Logins
@@ -32,6 +38,11 @@ log = logging.getLogger(__name__)
 AMR = ("twfido", "mfa")  # possession of the bound phone plus its biometric unlock
 CHALLENGE_BYTES = 32  # sign_data for op_code SIGN
 MIN_QR_SECONDS = 30  # the SP API rejects a time_limit below 30 s
+SIGN_FAILED_MESSAGE = (
+    "行動自然人憑證的簽章或憑證未通過驗證（簽章不符、憑證非由信任的憑證機構簽發、"
+    "已過期，或不屬於此身分證統一編號），已中止登入，請重新登入。"
+)
+IDENTITY_MISMATCH_MESSAGE = "驗證結果與輸入的身分證統一編號不符，已中止登入，請重新登入。"
 
 OUTCOME_STATES = {
     Outcome.DENIED: State.DENIED,
@@ -63,6 +74,14 @@ class MobileMethod(LoginMethod):
     @property
     def store(self):  # type: ignore[no-untyped-def]
         return self.logins.store
+
+    async def open(self) -> None:
+        if isinstance(self.verify_signed, SignedResultVerifier):
+            try:
+                await self.verify_signed.load()
+            except ValueError as exc:
+                raise ConfigError(f"twfido.trust_anchors: {exc}") from None
+            log.info("SIGN mode: %d trust anchors loaded", len(self.verify_signed.anchors))
 
     async def start(self, request: StartRequest) -> LoginSession:
         id_number = validate(str(request.body.get("id_number", "")))
@@ -137,7 +156,9 @@ class MobileMethod(LoginMethod):
             {
                 "mode": "qr",
                 "qr_ticket_id": answer.ticket.sp_ticket_id,
-                "qr_payload": answer.sp_ticket,
+                "qr_payload": self.settings.qr_template.format(
+                    sp_ticket=answer.sp_ticket, sp_ticket_id=answer.ticket.sp_ticket_id
+                ),
             },
         )
         if updated is None:
@@ -199,16 +220,28 @@ class MobileMethod(LoginMethod):
 
     async def _approve(self, session: LoginSession, result: AthResult) -> None:
         assert session.id_number is not None
-        if self.verify_signed is not None and "sign_data" in session.data:
+        try:
+            check_hashed_id_num(
+                result.hashed_id_num, session.id_number, self.settings.hashed_id_num
+            )
+        except VerificationFailed as exc:
+            log.warning("login %s: approved result rejected: %s", session.id, exc)
+            await self.logins.end(
+                session.id,
+                State.FAILED,
+                reason="identity_mismatch",
+                message=IDENTITY_MISMATCH_MESSAGE,
+            )
+            return
+        if "sign_data" in session.data:
             try:
+                if self.verify_signed is None:
+                    raise VerificationFailed("SIGN-mode result but no signature verifier")
                 await self.verify_signed(result, session.data["sign_data"], session.id_number)
             except Exception as exc:  # noqa: BLE001 - any verification fault fails the login
                 log.warning("login %s: signed result rejected: %s", session.id, exc)
                 await self.logins.end(
-                    session.id,
-                    State.FAILED,
-                    reason="sign_failed",
-                    message="行動自然人憑證簽章驗證失敗，請重新登入。",
+                    session.id, State.FAILED, reason="sign_failed", message=SIGN_FAILED_MESSAGE
                 )
                 return
 
@@ -274,9 +307,37 @@ def _holder_name(cert_b64: str) -> str:
 
 
 def create(context: MethodContext) -> MobileMethod:
+    twfido = context.settings.twfido
+    verify_signed = None
+    if twfido.op_code == "SIGN":
+        # The anchors are read in MobileMethod.open(), in a worker thread.
+        verify_signed = SignedResultVerifier(_anchor_loader(context.settings))
     return MobileMethod(
         context.logins,
         client=context.sp_client,
         poller=context.poller,
-        settings=context.settings.twfido,
+        settings=twfido,
+        verify_signed=verify_signed,
     )
+
+
+def _anchor_loader(settings: Settings) -> Callable[[], list[x509.Certificate]]:
+    """Return the blocking function that reads the SIGN-mode trust anchors.
+
+    The configured ``twfido.trust_anchors`` when set; otherwise, in embedded mode, the embedded
+    authority's test CA (created here on first start if the authority has not created it yet).
+    """
+    paths = list(settings.twfido.trust_anchors)
+    if paths or settings.twfido.mode != "embedded":
+        return lambda: load_trust_anchors(paths)
+
+    authority_dir = settings.data_path(EMBEDDED_AUTHORITY_DIR)
+
+    def load_embedded_ca() -> list[x509.Certificate]:
+        from push.authority import ca
+
+        authority_dir.mkdir(parents=True, exist_ok=True)
+        ca.load_or_create(authority_dir)
+        return load_trust_anchors(ca.certificate_paths(authority_dir))
+
+    return load_embedded_ca

@@ -21,7 +21,7 @@ from aiohttp import web
 from push.client import SpApiClient
 from push.poll_lease import RedisPollLease
 from push.poller import PollScheduler
-from server.config import Settings
+from server.config import EMBEDDED_AUTHORITY_DIR, Settings
 from server.logins import Logins
 from server.methods.base import MethodContext
 from server.sessions.store import SessionStore
@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> web.Application:
         app.add_subapp(
             AUTHORITY_MOUNT,
             create_authority_app(
-                data_dir=settings.server.data_dir / "authority",
+                data_dir=settings.data_path(EMBEDDED_AUTHORITY_DIR),
                 sp_service_id=settings.twfido.sp_service_id,
                 aes_key=aes_key,
                 sp_name=settings.twfido.sp_name,
@@ -242,6 +242,7 @@ def _components(settings: Settings, aes_key: bytes):  # type: ignore[no-untyped-
             aes_key=aes_key,
             random_iv=settings.twfido.random_iv,
             timeout=settings.twfido.http_timeout,
+            check_device_path=settings.twfido.check_device_path,
         )
         poller = PollScheduler(
             client,
