@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.web.keys import ASSERTIONS, SETTINGS, STORE
+from server.web.keys import ASSERTIONS, METHODS, SETTINGS, STORE
 
 
 def setup_site_routes(app: web.Application) -> None:
@@ -26,6 +26,9 @@ def setup_site_routes(app: web.Application) -> None:
             request.app[ASSERTIONS].jwks(), headers={"Cache-Control": "public, max-age=300"}
         )
 
+    async def methods(request: web.Request) -> web.Response:
+        return web.json_response({"methods": list(request.app[METHODS])})
+
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -37,6 +40,7 @@ def setup_site_routes(app: web.Application) -> None:
     app.router.add_get("/phone", phone)
     app.router.add_get("/api/openapi.yaml", openapi)
     app.router.add_get("/.well-known/jwks.json", jwks)
+    app.router.add_get("/api/methods", methods)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_static("/static/", static_dir, follow_symlinks=False)

@@ -20,7 +20,7 @@ const STATE_MESSAGES = {
 };
 const COMPLETE_FAILED_MESSAGE = "無法完成登入，請重新登入。";
 
-const tabs = Array.from(document.querySelectorAll('[role="tab"][data-method]'));
+let tabs = Array.from(document.querySelectorAll('[role="tab"][data-method]'));
 const statusBox = document.getElementById("status-message");
 
 // Last status text per method, so a method's message is still there after switching tabs and back.
@@ -178,15 +178,44 @@ function onTabKeydown(event) {
   selectTab(next.dataset.method, { focus: true });
 }
 
-function start() {
+// The methods this server offers (server.methods); every tab when the list cannot be read.
+async function enabledMethods() {
+  try {
+    const answer = await requestJson("GET", "/api/methods");
+    return new Set(answer.methods);
+  } catch (error) {
+    console.warn("login methods unknown, showing every tab", error);
+    return new Set(tabs.map((tab) => tab.dataset.method));
+  }
+}
+
+// Remove the tabs and panels of methods this server does not offer.
+function dropDisabled(enabled) {
+  for (const tab of tabs) {
+    if (!enabled.has(tab.dataset.method)) {
+      panelOf(tab.dataset.method)?.remove();
+      tab.remove();
+    }
+  }
+  tabs = tabs.filter((tab) => enabled.has(tab.dataset.method));
+  if (!enabled.has(activeMethod) && tabs.length > 0) {
+    activeMethod = undefined;
+    selectTab(tabs[0].dataset.method);
+  }
+}
+
+async function start() {
+  const enabled = await enabledMethods();
+  dropDisabled(enabled);
   for (const tab of tabs) {
     tab.addEventListener("click", () => selectTab(tab.dataset.method));
     tab.addEventListener("keydown", onTabKeydown);
   }
 
-  mountMethod("mobile", mobile);
-  for (const [method, module] of Object.entries(LATER_METHODS)) {
-    mountMethod(method, module);
+  for (const [method, module] of Object.entries({ mobile, ...LATER_METHODS })) {
+    if (enabled.has(method)) {
+      mountMethod(method, module);
+    }
   }
   handles.get(activeMethod)?.activate?.({ initial: true, keyboard: false });
 
