@@ -20,9 +20,9 @@ DONE = "done"
 
 
 class Lease(enum.Enum):
-    HELD = 1  # this node holds it: poll
-    BUSY = 0  # another node holds it: wait
-    DONE = 2  # the watch ended on some node: stop
+    HELD = 1  # this node has the lease, so it polls
+    BUSY = 0  # another node has the lease, so this one waits
+    DONE = 2  # the watch ended on some node, so every node stops
 
 
 # KEYS[1] lease. ARGV: this node's token, TTL in ms. Take a free lease or renew our own.

@@ -289,7 +289,7 @@ class PollScheduler:
                 try:
                     ticket = ticket_codec.decode(text)
                 except ticket_codec.TicketError:
-                    log.error("poll registry holds an unreadable ticket for %s", key)
+                    log.error("poll registry contains an invalid ticket for %s", key)
                     continue
                 log.info("adopting the poll of %s: its node stopped renewing the lease", key)
                 self._adopter(key, ticket, self._clock() + (wall_deadline - self._wall()))

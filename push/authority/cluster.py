@@ -146,14 +146,14 @@ class PhoneRelay:
         await self._pubsub.aclose()
 
     async def join(self, id_number: str) -> None:
-        """A phone channel of ``id_number`` opened on this node."""
+        """Count a local phone channel of ``id_number``; the first one subscribes its pushes."""
         async with self._lock:
             self._counts[id_number] = self._counts.get(id_number, 0) + 1
             if self._counts[id_number] == 1:
                 await self._pubsub.subscribe(self._push_channel(id_number))
 
     async def leave(self, id_number: str) -> None:
-        """A phone channel of ``id_number`` on this node closed."""
+        """Uncount a closed phone channel of ``id_number``; the last one unsubscribes."""
         async with self._lock:
             count = self._counts.get(id_number, 0) - 1
             if count > 0:
@@ -166,7 +166,7 @@ class PhoneRelay:
                 log.warning("phone relay unsubscribe failed: %s", type(exc).__name__)
 
     async def reachable_elsewhere(self, id_number: str) -> bool:
-        """Whether another node holds a phone channel of ``id_number``."""
+        """Return whether another node has a phone channel of ``id_number`` open."""
         counts = await self._redis.pubsub_numsub(self._push_channel(id_number))
         subscribers = int(counts[0][1]) if counts else 0
         return subscribers - (1 if id_number in self._counts else 0) > 0

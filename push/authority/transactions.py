@@ -1,6 +1,6 @@
 """Pending TW FidO transactions of the embedded authority.
 
-Two tables answer the same async methods: ``TransactionTable`` keeps them in this process (one
+Two tables implement the same async methods: ``TransactionTable`` keeps them in this process (one
 node, the default) and ``RedisTransactionTable`` keeps them in Redis with TTLs, so a push started
 on one node can be approved on another. ``finish`` and ``mark_fetched`` are atomic in both: a late
 answer never overwrites a final state, and a result is handed out once.

@@ -154,6 +154,7 @@ class Balancer:
         self.port = free_port()
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
+        self.served: list[tuple[str, str, str]] = []  # (method, path, backend) of each request
 
     @property
     def url(self) -> str:
@@ -186,8 +187,12 @@ class Balancer:
         for backend in self._order():
             try:
                 if websocket:
-                    return await self._proxy_websocket(request, backend)
-                return await self._proxy_http(request, backend, body)
+                    upstream = await self._connect_websocket(request, backend)
+                    self.served.append((request.method, request.path, backend))
+                    return await self._relay_websocket(request, upstream)
+                response = await self._proxy_http(request, backend, body)
+                self.served.append((request.method, request.path, backend))
+                return response
             except aiohttp.ClientConnectorError:
                 continue  # dead backend: try the next one
         return web.Response(status=502, text="no backend")
@@ -213,14 +218,20 @@ class Balancer:
                     response.headers.add(key, value)
             return response
 
-    async def _proxy_websocket(self, request: web.Request, backend: str) -> web.StreamResponse:
+    async def _connect_websocket(
+        self, request: web.Request, backend: str
+    ) -> aiohttp.ClientWebSocketResponse:
         assert self._http is not None
         headers = {
             k: v
             for k, v in self._forward_headers(request).items()
             if not k.lower().startswith("sec-websocket")
         }
-        upstream = await self._http.ws_connect(backend + request.path_qs, headers=headers)
+        return await self._http.ws_connect(backend + request.path_qs, headers=headers)
+
+    async def _relay_websocket(
+        self, request: web.Request, upstream: aiohttp.ClientWebSocketResponse
+    ) -> web.StreamResponse:
         downstream = web.WebSocketResponse()
         await downstream.prepare(request)
 
