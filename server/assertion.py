@@ -178,7 +178,8 @@ class AssertionService:
                 },
             )
         except jwt.PyJWTError as exc:
-            _reject(f"{type(exc).__name__}: {exc}", None)
+            # Only the class: PyJWT's messages quote header values the sender chose.
+            _reject(type(exc).__name__, None)
 
         for name in ("iat", "exp", "auth_time"):
             if not isinstance(claims[name], int) or isinstance(claims[name], bool):

@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import os
 import queue
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,9 @@ SECRET_KEY_WORDS = ("password", "passwd", "token", "assertion", "secret", "crede
 # Short words are matched as whole parts of a snake_case key only, so "pin_code" is refused
 # but "shipping" is not.
 SECRET_KEY_PARTS = frozenset({"pin", "key", "otp", "jwt"})
+# Anything shaped like a national ID number (valid or not) inside free text from the client,
+# such as a user agent, is masked: the log must not carry a full ID whoever typed it.
+ID_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9]\d{8}", re.ASCII)
 CORE_FIELDS = (
     "time",
     "event",
@@ -97,7 +101,7 @@ class AuditLog:
             "outcome": outcome,
             "id_number": mask(id_number) if id_number else None,
             "client": client,
-            "user_agent": user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None,
+            "user_agent": scrub(user_agent[:MAX_USER_AGENT_LENGTH]) if user_agent else None,
         }
         for key, value in extra.items():
             if key in CORE_FIELDS:
@@ -140,12 +144,17 @@ def looks_secret(key: str) -> bool:
     return any(part in SECRET_KEY_PARTS for part in lowered.replace("-", "_").split("_"))
 
 
+def scrub(text: str) -> str:
+    """Mask every ID-number-shaped part of untrusted text (user agent, Origin) for a log line."""
+    return ID_LIKE.sub(lambda match: mask(match.group(0)), text)
+
+
 def _safe_value(value: Any) -> Any:
     """Mask a string that is a national ID number and cut long strings."""
     if isinstance(value, str):
         if len(value) == 10 and is_valid(value):
             return mask(value)
-        return value[:MAX_EXTRA_LENGTH]
+        return scrub(value[:MAX_EXTRA_LENGTH])
     return value
 
 

@@ -12,6 +12,7 @@ import logging
 import secrets
 import string
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -100,6 +101,13 @@ class PasswordHashing:
 
 # -- policy ---------------------------------------------------------------------------------------
 
+# Characters a password may not contain: controls (NUL, newline), invisible format characters
+# (zero-width space, RTL mark), line and paragraph separators, surrogates, private-use and
+# unassigned code points. They cannot be typed reliably and would pad a short password's length.
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Combining marks attach to the character before them, so they do not count toward the length.
+COMBINING_CATEGORIES = frozenset({"Mn", "Me"})
+
 CHARACTER_CLASSES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("大寫英文字母", lambda c: c in string.ascii_uppercase),
     ("小寫英文字母", lambda c: c in string.ascii_lowercase),
@@ -125,12 +133,18 @@ class PasswordPolicy:
 
     def check(self, password: str, *, account: str) -> None:
         """Raise ``InvalidPassword`` naming the rule that ``password`` breaks."""
-        if not self.min_length <= len(password) <= self.max_length:
+        categories = [unicodedata.category(c) for c in password]
+        if any(category in FORBIDDEN_CATEGORIES for category in categories):
+            raise InvalidPassword("新密碼含有控制字元或不可見字元，請重新輸入。")
+        visible = sum(category not in COMBINING_CATEGORIES for category in categories)
+        if not self.min_length <= visible or len(password) > self.max_length:
             raise InvalidPassword(f"新密碼長度不符。{self.describe()}")
         classes = sum(any(test(c) for c in password) for _, test in CHARACTER_CLASSES)
         if classes < self.min_classes:
             raise InvalidPassword(f"新密碼混合的字元種類不足。{self.describe()}")
-        if account and account.lower() in password.lower():
+        # NFKC folds full-width and look-alike letters (ｗａｎｇ, the Kelvin sign) onto ASCII.
+        folded = unicodedata.normalize("NFKC", password).casefold()
+        if account and unicodedata.normalize("NFKC", account).casefold() in folded:
             raise InvalidPassword("新密碼不可包含帳號名稱。")
 
 

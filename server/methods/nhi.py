@@ -185,6 +185,12 @@ class NhiMethod(LoginMethod):
         except LoginError as exc:
             await self.logins.end(session.id, State.FAILED, reason=exc.key, message=exc.text)
             raise
+        except Exception:
+            # An unexpected fault must not leave the login pending; the middleware logs it.
+            await self.logins.end(
+                session.id, State.FAILED, reason=LoginError.key, message=LoginError.message
+            )
+            raise
 
         identity = VerifiedIdentity(
             id_number=registration.id_number,

@@ -136,6 +136,12 @@ class PasswordMethod(LoginMethod):
         except LoginError as exc:
             await self.logins.end(session.id, State.FAILED, reason=exc.key, message=exc.text)
             raise
+        except Exception:
+            # An unexpected fault must not leave the login pending; the middleware logs it.
+            await self.logins.end(
+                session.id, State.FAILED, reason=LoginError.key, message=LoginError.message
+            )
+            raise
 
         must_change = self._change_reason(credential)
         if must_change:

@@ -17,7 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from server.accounts import TAIWAN_TIME, Account, parse_time
-from server.errors import BindingMismatch, CsrfRejected, InvalidAssertion, LoginError
+from server.audit import scrub
+from server.errors import (
+    BindingMismatch,
+    CsrfRejected,
+    InvalidAssertion,
+    InvalidInput,
+    LoginError,
+)
 from server.sessions.model import binding_hash
 from server.web.keys import ACCOUNTS, ASSERTIONS, AUDIT, METHODS, SETTINGS, STORE
 from server.web.pages import LOGIN_PAGE, Html, error_response, html_response, join, tag
@@ -79,10 +86,18 @@ async def complete(request: web.Request) -> web.Response:
     except LoginError as exc:
         _audit(request, "ebas_complete", outcome="rejected", reason=exc.key)
         return error_response("無法完成登入", exc.text, status=exc.status)
+    except web.HTTPRequestEntityTooLarge:
+        # A form over the app's client_max_size; an assertion is under 1 KB.
+        _audit(request, "ebas_complete", outcome="rejected", reason="payload_too_large")
+        return error_response("無法完成登入", "請求內容過大。", status=413)
 
 
 async def _complete(request: web.Request) -> web.Response:
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, LookupError):
+        # A multipart body without its boundary, or a charset Python does not know.
+        raise InvalidInput("表單內容格式不正確，請重新登入。") from None
     token = form.get("assertion")
     if not isinstance(token, str) or not token or len(token) > MAX_ASSERTION_LENGTH:
         raise InvalidAssertion()
@@ -155,7 +170,7 @@ def check_same_site(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     expected = request.app[SETTINGS].server.origin
     if origin is not None and origin != expected:
-        log.warning("%s %s: origin %r rejected", request.method, request.path, origin[:100])
+        log.warning("%s %s: origin %r rejected", request.method, request.path, scrub(origin[:100]))
         raise CsrfRejected()
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
         log.warning("%s %s: cross-site request rejected", request.method, request.path)

@@ -29,9 +29,19 @@ SECURITY_HEADERS = {
 }
 
 
+# aiohttp's HTTP errors (unknown path, wrong method, body over client_max_size) → key, zh-TW.
+HTTP_ERRORS = {
+    404: ("not_found", "找不到此資源。"),
+    405: ("method_not_allowed", "不支援此請求方法。"),
+    413: ("payload_too_large", "請求內容過大。"),
+}
+HTTP_ERROR_DEFAULT = ("http_error", "請求無法處理。")
+
+
 def _wants_json(request: web.Request) -> bool:
-    return request.path.startswith(("/api/", "/twfido/")) or request.path.startswith(
-        "/.well-known/"
+    # A JSON request (e.g. the card registration under /ebas) gets its error as JSON too.
+    return request.path.startswith(("/api/", "/twfido/", "/.well-known/")) or (
+        request.content_type == "application/json"
     )
 
 
@@ -61,15 +71,18 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             return web.json_response(exc.to_json(), status=exc.status, headers=headers)
         return error_page("無法完成登入", exc.text, exc.status)
     except web.HTTPException as exc:
-        if exc.status >= 400 and _wants_json(request):
-            key = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-                exc.status, "http_error"
+        if exc.status < 400:
+            raise
+        key, message = HTTP_ERRORS.get(exc.status, HTTP_ERROR_DEFAULT)
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        if _wants_json(request):
+            return web.json_response(
+                {"error": key, "message": message}, status=exc.status, headers=headers
             )
-            message = {404: "找不到此資源。", 405: "不支援此請求方法。", 413: "請求內容過大。"}.get(
-                exc.status, "請求無法處理。"
-            )
-            return web.json_response({"error": key, "message": message}, status=exc.status)
-        raise
+        # aiohttp's own error responses are English plain text, so pages get the zh-TW page.
+        response = error_page("無法處理此請求", message, exc.status)
+        response.headers.update(headers)
+        return response
     except Exception:
         log.exception("%s %s: unexpected error", request.method, request.path)
         if _wants_json(request):

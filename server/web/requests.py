@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from server.audit import scrub
 from server.errors import CsrfRejected, InvalidInput, OriginRejected
 from server.logins import ClientInfo
 from server.sessions.model import binding_hash
@@ -45,7 +46,7 @@ def check_origin(request: web.Request, *, required: bool) -> None:
             raise OriginRejected()
         return
     if not hmac.compare_digest(origin.encode(), expected.encode()):
-        log.warning("%s %s: origin %r rejected", request.method, request.path, origin[:100])
+        log.warning("%s %s: origin %r rejected", request.method, request.path, scrub(origin[:100]))
         raise OriginRejected()
 
 
@@ -53,15 +54,25 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     """Return the JSON object body; requiring a JSON content type keeps plain forms out."""
     if request.content_type != "application/json":
         raise CsrfRejected("請以 JSON 格式送出請求。")
+    # The error middleware answers 413 as {"error": "payload_too_large", "message": zh-TW}.
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise InvalidInput("請求內容過大。")
+        raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
     raw = await request.content.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
-        raise InvalidInput("請求內容過大。")
+        raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, len(raw))
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidInput("請求內容不是有效的 JSON。") from None
+    except RecursionError:
+        # Deeply nested arrays fit in MAX_BODY_BYTES and exhaust the parser's stack.
+        raise InvalidInput("請求內容的巢狀層數過多。") from None
     if not isinstance(body, dict):
         raise InvalidInput("請求內容必須是 JSON 物件。")
+    try:
+        # A "\ud800" escape decodes to a lone surrogate. SQLite, argon2 and the logs cannot
+        # encode it, so the request is rejected here instead of failing inside a login method.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("請求內容含有無效的字元。") from None
     return body
