@@ -161,7 +161,9 @@ class StoreSettings:
     def check(self) -> None:
         if self.backend not in ("memory", "redis"):
             raise ConfigError("store.backend must be memory or redis")
-        if self.backend == "redis" and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        if self.backend == "redis" and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
             raise ConfigError("store.redis_url must start with redis://, rediss:// or unix://")
 
 
@@ -226,13 +228,19 @@ class PasswordSettings:
         if self.max_concurrent_hashes < 1:
             raise ConfigError("password.max_concurrent_hashes must be positive")
         if min(self.max_failures, self.address_max_failures, self.failure_window) < 1:
-            raise ConfigError("password.max_failures, address_max_failures and failure_window must be positive")
+            raise ConfigError(
+                "password.max_failures, address_max_failures and failure_window must be positive"
+            )
         if self.lockout_seconds < 1 or self.change_window < 60 or self.max_age_days < 1:
-            raise ConfigError("password.lockout_seconds, change_window (>= 60) and max_age_days are out of range")
+            raise ConfigError(
+                "password.lockout_seconds, change_window (>= 60) and max_age_days are out of range"
+            )
         if not 1 <= self.min_classes <= 4:
             raise ConfigError("password.min_classes must be between 1 and 4")
         if not 8 <= self.min_length <= self.max_length:
-            raise ConfigError("password.min_length must be at least 8 and at most password.max_length")
+            raise ConfigError(
+                "password.min_length must be at least 8 and at most password.max_length"
+            )
 
 
 @dataclass(frozen=True)
@@ -259,8 +267,18 @@ class NhiSettings:
             raise ConfigError("nhi.simulator must be auto, on or off")
         if not 0 <= self.simulator_port < 65536:
             raise ConfigError("nhi.simulator_port must be between 0 and 65535")
-        if min(self.max_failures, self.suspend_seconds, self.failure_window, self.address_max_failures) < 1:
-            raise ConfigError("nhi.max_failures, suspend_seconds, failure_window and address_max_failures must be positive")
+        if (
+            min(
+                self.max_failures,
+                self.suspend_seconds,
+                self.failure_window,
+                self.address_max_failures,
+            )
+            < 1
+        ):
+            raise ConfigError(
+                "nhi.max_failures, suspend_seconds, failure_window and address_max_failures must be positive"
+            )
 
 
 @dataclass(frozen=True)

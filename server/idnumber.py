@@ -22,8 +22,8 @@ LETTER_CODES: dict[str, int] = {
 # Weights of the letter's units digit and the eight digits before the check digit.
 WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, 1)
 
-_NEW_FORMAT = re.compile(r"[A-Z][1289]\d{8}")
-_OLD_RESIDENT = re.compile(r"[A-Z][A-D]\d{8}")
+_NEW_FORMAT = re.compile(r"[A-Z][1289][0-9]{8}")
+_OLD_RESIDENT = re.compile(r"[A-Z][A-D][0-9]{8}")  # [0-9], not \d: no other scripts' digits
 
 
 def normalize(raw: str) -> str:
@@ -50,7 +50,9 @@ def validate(raw: str) -> str:
         raise InvalidIdNumber()
     id_number = normalize(raw)
     if not (_NEW_FORMAT.fullmatch(id_number) or _OLD_RESIDENT.fullmatch(id_number)):
-        raise InvalidIdNumber("身分證統一編號格式不正確：應為 1 個英文字母加 9 位數字（例：A123456789）。")
+        raise InvalidIdNumber(
+            "身分證統一編號格式不正確：應為 1 個英文字母加 9 位數字（例：A123456789）。"
+        )
     if not checksum_ok(id_number):
         raise InvalidIdNumber("身分證統一編號檢查碼不正確，請確認是否輸入錯誤。")
     return id_number

@@ -34,6 +34,8 @@ def test_valid_numbers_normalised(raw: str, expected: str) -> None:
         "A12345678X",
         "",
         "Ａ123456789",  # full-width letter
+        "A12345678٩",  # Arabic-Indic digit nine
+        "A１23456789",  # full-width digit
     ],
 )
 def test_invalid_numbers_rejected(raw: str) -> None:
