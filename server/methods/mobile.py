@@ -86,7 +86,6 @@ class MobileMethod(LoginMethod):
     async def start(self, request: StartRequest) -> LoginSession:
         id_number = validate(str(request.body.get("id_number", "")))
         await self._limit_pushes(id_number)
-        await self._supersede(id_number)
 
         code = f"{secrets.randbelow(100):02d}"
         data: dict[str, Any] = {
@@ -104,7 +103,7 @@ class MobileMethod(LoginMethod):
             id_number=id_number,
             data=data,
         )
-        await self.store.put(_active_key(id_number), session.id, self.settings.time_limit)
+        await self._supersede(id_number, session.id)
 
         try:
             answer = await self.client.request_push(
@@ -122,7 +121,7 @@ class MobileMethod(LoginMethod):
         updated = await self.store.update_data(
             session.id, {"push_status": "sent", "push_ticket_id": answer.ticket.sp_ticket_id}
         )
-        self._watch(session, "push", answer.ticket)
+        await self._watch(session, "push", answer.ticket)
         return updated or session
 
     async def start_qr(self, session: LoginSession) -> LoginSession:
@@ -163,7 +162,7 @@ class MobileMethod(LoginMethod):
         )
         if updated is None:
             raise WrongState()
-        self._watch(session, "qr", answer.ticket)
+        await self._watch(session, "qr", answer.ticket)
         return updated
 
     async def cancelled(self, session: LoginSession) -> None:
@@ -179,19 +178,24 @@ class MobileMethod(LoginMethod):
             log.warning("push limit reached for %s; retry in %d s", mask(id_number), wait)
             raise RateLimited(wait, f"此身分證統一編號登入請求過於頻繁，請於 {wait} 秒後再試。")
 
-    async def _supersede(self, id_number: str) -> None:
-        """End the older pending login of this ID number: one pending push per person."""
-        older = await self.store.fetch(_active_key(id_number))
-        if older is None:
+    async def _supersede(self, id_number: str, login_id: str) -> None:
+        """Make this the one pending login of the ID number and end the one it replaces.
+
+        The swap is atomic, so concurrent starts (on any node) leave exactly one pending.
+        """
+        older = await self.store.swap(_active_key(id_number), login_id, self.settings.time_limit)
+        if older is None or older == login_id:
             return
         ended = await self.logins.end(older, State.CANCELLED, reason="superseded")
         if ended is not None:
             await self.cancelled(ended)
 
-    def _watch(self, session: LoginSession, kind: str, ticket: Ticket) -> None:
+    async def _watch(self, session: LoginSession, kind: str, ticket: Ticket) -> None:
         # The scheduler counts on the monotonic clock; the login's deadline is wall-clock time.
         deadline = time.monotonic() + (session.expires_at - self.logins.clock())
         self._watch_key(f"{session.id}:{kind}", ticket, deadline)
+        # Several nodes: answer the browser only once another node could take the poll over.
+        await self.poller.registered(f"{session.id}:{kind}")
 
     def _watch_key(self, key: str, ticket: Ticket, deadline: float) -> None:
         """Watch one transaction of a login; with several nodes, also how a node adopts one."""

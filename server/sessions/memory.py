@@ -121,6 +121,11 @@ class MemoryStore(SessionStore):
         self._values[key] = _Value(value, self._clock() + ttl)
         self._wrote()
 
+    async def swap(self, key: str, value: str, ttl: float) -> str | None:
+        previous = await self.fetch(key)
+        await self.put(key, value, ttl)
+        return previous
+
     async def fetch(self, key: str) -> str | None:
         held = self._values.get(key)
         if held is None or held.expires_at <= self._clock():

@@ -303,6 +303,13 @@ class RedisStore(SessionStore):
         with self._guard("put"):
             await self._redis.set(self._value_key(key), value, px=_milliseconds(ttl))
 
+    async def swap(self, key: str, value: str, ttl: float) -> str | None:
+        with self._guard("swap"):
+            previous = await self._redis.set(
+                self._value_key(key), value, px=_milliseconds(ttl), get=True
+            )
+        return _text(previous)
+
     async def fetch(self, key: str) -> str | None:
         with self._guard("fetch"):
             value = await self._redis.get(self._value_key(key))

@@ -95,6 +95,10 @@ class SessionStore(abc.ABC):
         """Store a short-lived value."""
 
     @abc.abstractmethod
+    async def swap(self, key: str, value: str, ttl: float) -> str | None:
+        """Store a short-lived value and return the live one it replaced, in one atomic step."""
+
+    @abc.abstractmethod
     async def fetch(self, key: str) -> str | None:
         """Return a value stored by ``put``, or None."""
 

@@ -259,3 +259,16 @@ async def test_form_post_rejected_as_cross_site(browser: aiohttp.ClientSession) 
 async def test_embedded_results_skip_the_poll_interval(live: LiveApp) -> None:
     assert live.app[POLLER] is not None
     assert live.settings.twfido.poll_interval == 60
+
+
+async def test_concurrent_starts_leave_one_pending(
+    live: LiveApp, phone: PhoneSimulator, browser: aiohttp.ClientSession
+) -> None:
+    first = await start(browser)  # sets the binding cookie the concurrent starts share
+    results = [first, *await asyncio.gather(start(browser), start(browser))]
+    states = []
+    for _, login in results:
+        async with browser.get(login["status_url"]) as response:
+            states.append((await response.json())["state"])
+    assert states.count("pending") == 1
+    assert states.count("cancelled") == 2

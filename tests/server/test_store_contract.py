@@ -410,3 +410,20 @@ async def test_ended_session_purged_after_retention(backend: Backend) -> None:
 
     assert within_retention == ended
     assert after_retention is None
+
+
+async def test_swap_returns_the_value_it_replaced(store: SessionStore) -> None:
+    assert await store.swap("active", "first", 60) is None
+    assert await store.swap("active", "second", 60) == "first"
+    assert await store.fetch("active") == "second"
+
+
+async def test_concurrent_swaps_hand_each_value_on_once(store: SessionStore) -> None:
+    values = [f"login-{n}" for n in range(12)]
+    replaced = await asyncio.gather(*(store.swap("active", v, 60) for v in values))
+    survivor = await store.fetch("active")
+    # Every value but the survivor was replaced exactly once, and None was seen exactly once.
+    assert replaced.count(None) == 1
+    assert sorted(v for v in replaced if v is not None) == sorted(
+        v for v in values if v != survivor
+    )
