@@ -103,6 +103,7 @@ class PollScheduler:
         self._adopter: Adopter | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._lease_work: set[asyncio.Task[None]] = set()
+        self._registrations: dict[str, asyncio.Task[None]] = {}  # key -> pending register()
 
     async def start(self) -> None:
         if self._task is None:
@@ -142,12 +143,23 @@ class PollScheduler:
         self._schedule(watch, self._clock() + self._spacing())
         if self._lease is not None:
             wall_deadline = self._wall() + (deadline - self._clock())
-            self._spawn_lease_work(
+            registration = self._spawn_lease_work(
                 self._lease.register(
                     key, ticket_codec.encode(ticket), wall_deadline, self._lease_ttl
                 ),
                 key,
             )
+            self._registrations[key] = registration
+            registration.add_done_callback(lambda _: self._registrations.pop(key, None))
+
+    async def registered(self, key: str) -> None:
+        """Wait until the watch of ``key`` is registered for the other nodes (at once without a lease).
+
+        A node that dies after this still has its transaction adopted by another node.
+        """
+        registration = self._registrations.get(key)
+        if registration is not None:
+            await asyncio.shield(registration)
 
     def unwatch(self, key: str) -> None:
         """Stop polling ``key`` without calling its ``on_done``; a poll in flight is ignored.
@@ -294,7 +306,7 @@ class PollScheduler:
                 log.info("adopting the poll of %s: its node stopped renewing the lease", key)
                 self._adopter(key, ticket, self._clock() + (wall_deadline - self._wall()))
 
-    def _spawn_lease_work(self, work: Awaitable[None], key: str) -> None:
+    def _spawn_lease_work(self, work: Awaitable[None], key: str) -> asyncio.Task[None]:
         async def run() -> None:
             try:
                 await work
@@ -304,6 +316,7 @@ class PollScheduler:
         task = asyncio.create_task(run())
         self._lease_work.add(task)
         task.add_done_callback(self._lease_work.discard)
+        return task
 
     def _after_poll(self, watch: _Watch, delay: float) -> None:
         watch.polling = False

@@ -225,7 +225,10 @@ async def test_killed_node_loses_no_pending_login(
         ws = await browser.at(b.url).events(login["login_id"])
         assert (await phone_on_b.approve(push, login["verification_code"]))["ok"] is True
 
-        final = await until_terminal(ws, TAKEOVER_TIMEOUT)
+        try:
+            final = await until_terminal(ws, TAKEOVER_TIMEOUT)
+        except TimeoutError:
+            pytest.fail(f"node B did not finish the login; its log:\n{b.log_tail()}")
         await ws.close()
         assert final["state"] == "approved"
         assert "adopting the poll" in b.log_text()
