@@ -51,7 +51,6 @@ def create_authority_app(
     sp_service_id: str,
     aes_key: bytes,
     sp_name: str = "全國主計網(eBAS)",
-    random_iv: bool = False,
     on_result: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.time,
     allow_enroll_from: str = "loopback",
@@ -73,7 +72,7 @@ def create_authority_app(
     )
     app = web.Application(client_max_size=MAX_SP_BODY_BYTES)
     app[AUTHORITY] = authority
-    app[SP_API] = SpApi(authority, aes_key, random_iv=random_iv)
+    app[SP_API] = SpApi(authority, aes_key)
     app[ENROLL_POLICY] = allow_enroll_from
     app.cleanup_ctx.append(_start_authority)
 
@@ -92,6 +91,14 @@ async def _start_authority(app: web.Application) -> AsyncIterator[None]:
 
 def _sp_handler(name: str) -> Callable[[web.Request], Any]:
     async def handle(request: web.Request) -> web.Response:
+        if not _is_same_host(request):
+            # The SP is this server itself; nobody else may call its authority.
+            log.warning("SP API %s call from %s rejected", name, request.remote)
+            return web.json_response(
+                {"error": "forbidden", "message": "此介面僅供本機登入服務使用。"},
+                status=403,
+                dumps=_dumps,
+            )
         try:
             body: object = json.loads(await request.read())
         except (ValueError, RecursionError):
@@ -149,18 +156,34 @@ def _check_enroll_allowed(request: web.Request) -> None:
     policy = request.app[ENROLL_POLICY]
     if policy == "any":
         return
-    if policy == "loopback" and _is_loopback(request.remote):
+    if policy == "loopback" and _is_same_host(request, loopback_only=True):
         return
     log.warning("enrollment from %s rejected by policy %s", request.remote, policy)
     raise EnrollmentForbidden()
 
 
-def _is_loopback(remote: str | None) -> bool:
-    # NOTE: behind a reverse proxy every client looks like the proxy's address.
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def _is_same_host(request: web.Request, *, loopback_only: bool = False) -> bool:
+    """Return whether the caller is on this machine and no proxy relayed the request.
+
+    A proxy on the same host makes every client look local, so any forwarding header counts
+    as a remote caller. Unless ``loopback_only``, the server's own address also counts (a node
+    bound to a non-loopback address calls its own authority there).
+    """
+    if any(name in request.headers for name in FORWARDING_HEADERS):
+        return False
     try:
-        return remote is not None and ipaddress.ip_address(remote).is_loopback
+        remote = ipaddress.ip_address(request.remote or "")
     except ValueError:
         return False
+    if remote.is_loopback:
+        return True
+    if loopback_only or request.transport is None:
+        return False
+    local = request.transport.get_extra_info("sockname")
+    return bool(local) and str(local[0]) == str(remote)
 
 
 async def _channel(request: web.Request) -> web.WebSocketResponse:

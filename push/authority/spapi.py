@@ -100,10 +100,9 @@ class Rejected(Exception):
 
 
 class SpApi:
-    def __init__(self, authority: Authority, aes_key: bytes, *, random_iv: bool) -> None:
+    def __init__(self, authority: Authority, aes_key: bytes) -> None:
         self._authority = authority
         self._key = aes_key
-        self._random_iv = random_iv
 
     async def handle(self, name: str, body: object) -> tuple[int, dict[str, Any]]:
         """Answer one SP API call named ``name`` (a key of ``INTERFACES``)."""
@@ -219,8 +218,11 @@ class SpApi:
         covered = {field: result.get(field, "") for field in RESULT_FIELDS[name]}
         fields = {"transaction_id": transaction_id, "error_code": error_code, **covered}
         answer_result: dict[str, Any] = {**covered, **result}
+        # Always a fresh IV: every answer with the all-zero IV would reuse one GCM nonce under
+        # the SP key, and two such answers reveal enough to forge checksums. Readers take the IV
+        # from the checksum itself, so the SP accepts either.
         answer_result["idp_checksum"] = checksum.make(
-            self._key, fields, IDP_CHECKSUMS[name], random_iv=self._random_iv
+            self._key, fields, IDP_CHECKSUMS[name], random_iv=True
         )
         return {
             "error_code": error_code,

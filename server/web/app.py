@@ -82,7 +82,6 @@ def create_app(settings: Settings) -> web.Application:
                 sp_service_id=settings.twfido.sp_service_id,
                 aes_key=aes_key,
                 sp_name=settings.twfido.sp_name,
-                random_iv=settings.twfido.random_iv,
                 on_result=on_result,
                 shared=_shared_authority_state(cluster, settings),
             ),

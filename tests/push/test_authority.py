@@ -643,3 +643,36 @@ async def test_oversized_frame_closes_channel(phone: PhoneSimulator) -> None:
         await phone.next_frame(5)
 
     assert error.value.reason == "closed"
+
+
+async def test_sp_api_rejects_forwarded_callers(authority: Authority) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{authority.url}/twfido/moise/sp/getSpTicket",
+            json={},
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        ) as response,
+    ):
+        assert response.status == 403
+        assert (await response.json())["error"] == "forbidden"
+
+
+async def test_answers_never_reuse_the_zero_iv(authority: Authority) -> None:
+    answers = [await authority.post("getSpTicket", {"transaction_id": "x"}) for _ in range(2)]
+    ivs = [answer["result"]["idp_checksum"][:24] for answer in answers]
+    assert ivs[0] != "0" * 24
+    assert ivs[0] != ivs[1]
+
+
+async def test_enroll_through_a_proxy_rejected(authority: Authority) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{authority.url}/twfido/app/enroll",
+            json={"id_number": ID_NUMBER, "public_key": "x"},
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        ) as response,
+    ):
+        assert response.status == 403
+        assert (await response.json())["error"] == "enroll_forbidden"
