@@ -308,7 +308,8 @@ class RedisStore(SessionStore):
             previous = await self._redis.set(
                 self._value_key(key), value, px=_milliseconds(ttl), get=True
             )
-        return _text(previous)
+        # SET with GET answers the old value (or None), never the bool of a plain SET.
+        return None if isinstance(previous, bool) else _text(previous)
 
     async def fetch(self, key: str) -> str | None:
         with self._guard("fetch"):

@@ -27,7 +27,8 @@ def setup_site_routes(app: web.Application) -> None:
         )
 
     async def methods(request: web.Request) -> web.Response:
-        return web.json_response({"methods": list(request.app[METHODS])})
+        enabled: dict[str, object] = dict(request.app[METHODS])
+        return web.json_response({"methods": list(enabled)})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
