@@ -3,6 +3,7 @@ including a node killed mid-login (SIGKILL): the page reconnects and the login c
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -58,9 +59,16 @@ async def cluster(
 
 
 async def phone_through(cluster: Cluster, tmp_path: Path) -> PhoneSimulator:
+    """Return a phone connected through the balancer, enrolled on the first node's host."""
     phone = PhoneSimulator(cluster.balancer.url, ACTIVE, tmp_path / "phone")
     if not phone.enrolled:
-        await phone.enroll()
+        # Enrollment accepts only unproxied same-host requests, so it goes to a node directly.
+        # The saved device state is then pointed at the balancer, as the phone app would use.
+        await PhoneSimulator(cluster.nodes[0].url, ACTIVE, tmp_path / "phone").enroll()
+        state = json.loads(phone.state_file.read_text(encoding="utf-8"))
+        state["server"] = cluster.balancer.url
+        phone.state_file.write_text(json.dumps(state), encoding="utf-8")
+        phone = PhoneSimulator(cluster.balancer.url, ACTIVE, tmp_path / "phone")
     await phone.connect()
     return phone
 
