@@ -14,7 +14,7 @@ the time from the approve frame leaving the phone to the ``approved`` state reac
 login's browser socket. The poll interval is set far above the run, so every figure is the
 event path, never a poll. Everything listens on 127.0.0.1.
 
-    /work/venv/bin/python -m bench.latency --browsers 1000
+    .venv/bin/python -m bench.latency --browsers 1000
 
 The figures depend on the machine; bench/README.md records them with its description.
 """

@@ -4,7 +4,7 @@ Runs the real password method (credential store in SQLite, in-memory session sto
 in one process. A probe task sleeps ``PROBE_INTERVAL`` seconds in a loop and records how late
 each wake-up is. Its p99 is measured first with no load (baseline), then during the storm.
 
-    /work/venv/bin/python -m bench.password_storm --seconds 10 --concurrency 32
+    .venv/bin/python -m bench.password_storm --seconds 10 --concurrency 32
 
 The figures depend on the machine; record them with its CPU count and model.
 """
