@@ -1,9 +1,9 @@
 """eBAS account directory: national ID number → eBAS account, in an SQLite file.
 
 Every database call runs in a worker thread (``asyncio.to_thread``) on one connection that a
-lock serialises, so the event loop never waits on disk. The schema is migrated on open: each
-entry of ``MIGRATIONS`` is one step, and ``schema_version`` stores how many steps have run.
-Append new steps; never edit a step that has shipped.
+lock serialises, so the event loop never waits on disk. The schema is migrated on open
+(``server.sqlite``): each entry of ``MIGRATIONS`` is one step, and ``schema_version`` stores how
+many steps have run. Append new steps; never edit a step that has shipped.
 """
 
 from __future__ import annotations
@@ -12,19 +12,16 @@ import asyncio
 import csv
 import logging
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import TypeVar
 
 from server.errors import InvalidIdNumber
 from server.idnumber import validate
+from server.sqlite import Database, connect
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 MIGRATIONS: list[str] = [
     # 1: accounts keyed by national ID; the eBAS account name is unique as well.
@@ -109,53 +106,44 @@ class AccountDirectory:
     """The eBAS account directory. Create with ``await AccountDirectory.open(path)``."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        self._connection: sqlite3.Connection | None = connection
-        self._lock = threading.Lock()
+        self._db = Database(connection, "account directory")
         self.path = path
 
     @classmethod
     async def open(cls, path: Path) -> AccountDirectory:
-        connection = await asyncio.to_thread(_connect_and_migrate, path)
+        connection = await asyncio.to_thread(
+            connect,
+            path,
+            busy_timeout=BUSY_TIMEOUT_SECONDS,
+            migrations=MIGRATIONS,
+            name="account",
+            foreign_keys=True,
+        )
         log.info("account directory opened at %s", path)
         return cls(connection, path)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._close)
-
-    def _close(self) -> None:
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._lock:
-                if self._connection is None:
-                    raise RuntimeError("account directory is closed")
-                return work(self._connection)
-
-        return await asyncio.to_thread(call)
+        await self._db.close()
 
     async def find_by_id_number(self, id_number: str) -> Account | None:
-        return await self._run(lambda c: _find(c, "id_number", id_number))
+        return await self._db.run(lambda c: _find(c, "id_number", id_number))
 
     async def find_by_account(self, account: str) -> Account | None:
-        return await self._run(lambda c: _find(c, "account", account))
+        return await self._db.run(lambda c: _find(c, "account", account))
 
     async def count(self) -> int:
-        return await self._run(
+        return await self._db.run(
             lambda c: int(c.execute("SELECT count(*) FROM accounts").fetchone()[0])
         )
 
     async def upsert(self, accounts: Iterable[Account]) -> None:
         """Insert or update accounts by ID number, all in one transaction."""
         rows = list(accounts)
-        await self._run(lambda c: _write(c, rows))
+        await self._db.run(lambda c: _write(c, rows))
 
     async def set_password_changed_at(self, id_number: str, changed_at: str) -> bool:
         """Record a password change (ISO 8601); return False when the ID number has no account."""
-        cursor = await self._run(
+        cursor = await self._db.run(
             lambda c: c.execute(
                 "UPDATE accounts SET password_changed_at = ? WHERE id_number = ?",
                 (changed_at, id_number),
@@ -170,59 +158,12 @@ class AccountDirectory:
             log.warning("account import from %s rejected: %d errors", path, len(report.errors))
             return report
 
-        errors = await self._run(lambda c: _import(c, accounts))
+        errors = await self._db.run(lambda c: _import(c, accounts))
         if errors:
             log.warning("account import from %s rejected: %d errors", path, len(errors))
             return ImportReport(errors=errors)
         log.info("account import from %s wrote %d accounts", path, len(accounts))
         return ImportReport(imported=len(accounts))
-
-
-def _connect_and_migrate(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: transactions are explicit (BEGIN ... COMMIT) below.
-    connection = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-    )
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA foreign_keys=ON")
-        _migrate(connection)
-    except BaseException:
-        connection.close()
-        raise
-    return connection
-
-
-def _migrate(connection: sqlite3.Connection) -> None:
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = connection.execute("SELECT version FROM schema_version").fetchone()
-        if row is None:
-            connection.execute("INSERT INTO schema_version (version) VALUES (0)")
-            current = 0
-        else:
-            current = int(row[0])
-        if current > len(MIGRATIONS):
-            raise RuntimeError(
-                f"account database schema version {current} is newer than this program "
-                f"({len(MIGRATIONS)}); upgrade ebas-login"
-            )
-        for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
-            for statement in _statements(step):
-                connection.execute(statement)
-            connection.execute("UPDATE schema_version SET version = ?", (version,))
-            log.info("account database migrated to schema version %d", version)
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-
-
-def _statements(script: str) -> list[str]:
-    # executescript() would commit the open transaction, so run a step's statements one by one.
-    return [s.strip() for s in script.split(";") if s.strip()]
 
 
 def _find(connection: sqlite3.Connection, column: str, value: str) -> Account | None:

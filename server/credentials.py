@@ -3,8 +3,8 @@
 The file (``credentials.sqlite3`` in the data directory) is separate from the eBAS account
 directory because it contains secrets (argon2id hashes) that the directory import never touches.
 Every database call runs in a worker thread on one connection that a lock serialises. The
-schema is migrated on open: each entry of ``MIGRATIONS`` is one step and ``schema_version``
-stores how many have run. Append new steps; never edit a step that has shipped.
+schema is migrated on open (``server.sqlite``): each entry of ``MIGRATIONS`` is one step and
+``schema_version`` stores how many have run. Append new steps; never edit a step that has shipped.
 """
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+
+from server.sqlite import Database, connect
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 FILE_NAME = "credentials.sqlite3"
 BUSY_TIMEOUT_SECONDS = 5.0  # how long a write waits for another process's lock (the admin CLI)
@@ -71,8 +68,7 @@ class CredentialStore:
     """Password credentials and NHI card registrations; open with ``CredentialStore.open``."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        self._connection: sqlite3.Connection | None = connection
-        self._lock = threading.Lock()
+        self._db = Database(connection, "credential store")
         self.path = path
 
     @classmethod
@@ -82,27 +78,12 @@ class CredentialStore:
         return cls(connection, path)
 
     async def close(self) -> None:
-        def close() -> None:
-            with self._lock:
-                if self._connection is not None:
-                    self._connection.close()
-                    self._connection = None
-
-        await asyncio.to_thread(close)
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._lock:
-                if self._connection is None:
-                    raise RuntimeError("credential store is closed")
-                return work(self._connection)
-
-        return await asyncio.to_thread(call)
+        await self._db.close()
 
     # -- passwords ---------------------------------------------------------------------------------
 
     async def find_password(self, account: str) -> PasswordCredential | None:
-        row = await self._run(
+        row = await self._db.run(
             lambda c: c.execute(
                 "SELECT account, id_number, password_hash, changed_at, must_change, unlocked_at "
                 "FROM password_credentials WHERE account = ?",
@@ -123,7 +104,7 @@ class CredentialStore:
         must_change: bool,
     ) -> None:
         """Create or replace the password of an account."""
-        await self._run(
+        await self._db.run(
             lambda c: c.execute(
                 """INSERT INTO password_credentials
                        (account, id_number, password_hash, changed_at, must_change)
@@ -137,7 +118,7 @@ class CredentialStore:
 
     async def replace_hash(self, account: str, password_hash: str) -> None:
         """Store a rehash of the same password (new argon2 parameters); the age is unchanged."""
-        await self._run(
+        await self._db.run(
             lambda c: c.execute(
                 "UPDATE password_credentials SET password_hash = ? WHERE account = ?",
                 (password_hash, account),
@@ -146,7 +127,7 @@ class CredentialStore:
 
     async def require_change(self, account: str) -> bool:
         """Force a password change at the next login; return False when the account is unknown."""
-        cursor = await self._run(
+        cursor = await self._db.run(
             lambda c: c.execute(
                 "UPDATE password_credentials SET must_change = 1 WHERE account = ?", (account,)
             )
@@ -155,7 +136,7 @@ class CredentialStore:
 
     async def mark_unlocked(self, account: str, at: float) -> bool:
         """Record an administrator unlock; logins honour it even on another node or process."""
-        cursor = await self._run(
+        cursor = await self._db.run(
             lambda c: c.execute(
                 "UPDATE password_credentials SET unlocked_at = ? WHERE account = ?", (at, account)
             )
@@ -163,14 +144,14 @@ class CredentialStore:
         return cursor.rowcount > 0
 
     async def count_passwords(self) -> int:
-        return await self._run(
+        return await self._db.run(
             lambda c: int(c.execute("SELECT count(*) FROM password_credentials").fetchone()[0])
         )
 
     # -- NHI cards -------------------------------------------------------------------------------
 
     async def find_card(self, card_number: str) -> CardRegistration | None:
-        row = await self._run(
+        row = await self._db.run(
             lambda c: c.execute(
                 "SELECT card_number, id_number, password_hash, holder_name, registered_at "
                 "FROM nhi_cards WHERE card_number = ?",
@@ -184,7 +165,7 @@ class CredentialStore:
     async def register_card(self, registration: CardRegistration) -> None:
         """Create or replace the registration of a card."""
         r = registration
-        await self._run(
+        await self._db.run(
             lambda c: c.execute(
                 """INSERT INTO nhi_cards
                        (card_number, id_number, password_hash, holder_name, registered_at)
@@ -197,48 +178,14 @@ class CredentialStore:
         )
 
     async def count_cards(self) -> int:
-        return await self._run(
+        return await self._db.run(
             lambda c: int(c.execute("SELECT count(*) FROM nhi_cards").fetchone()[0])
         )
 
 
 def _connect_and_migrate(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Autocommit (isolation_level=None): single statements commit at once; migrations use BEGIN.
-    connection = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+    connection = connect(
+        path, busy_timeout=BUSY_TIMEOUT_SECONDS, migrations=MIGRATIONS, name="credential"
     )
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        _migrate(connection)
-    except BaseException:
-        connection.close()
-        raise
     path.chmod(0o600)  # password hashes: readable by the service user only
     return connection
-
-
-def _migrate(connection: sqlite3.Connection) -> None:
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = connection.execute("SELECT version FROM schema_version").fetchone()
-        current = 0 if row is None else int(row[0])
-        if row is None:
-            connection.execute("INSERT INTO schema_version (version) VALUES (0)")
-        if current > len(MIGRATIONS):
-            raise RuntimeError(
-                f"credential database schema version {current} is newer than this program "
-                f"({len(MIGRATIONS)}); upgrade ebas-login"
-            )
-        for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
-            # executescript() would commit the open transaction, so run statements one by one.
-            for statement in (s.strip() for s in step.split(";")):
-                if statement:
-                    connection.execute(statement)
-            connection.execute("UPDATE schema_version SET version = ?", (version,))
-            log.info("credential database migrated to schema version %d", version)
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise

@@ -3,7 +3,7 @@
 A MOICA certificate names its holder but carries only the last 4 digits of the ID number, so
 the full number comes from this table. Rows are added by ``ebas-login card enroll`` or by a
 signed-in user on the registration page. Every call runs in a worker thread on one connection
-that a lock serialises.
+that a lock serialises (``server.sqlite``); each write is one statement, committed at once.
 """
 
 from __future__ import annotations
@@ -11,18 +11,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 from cryptography import x509
 
 from server.card.moica import holder_name
-
-T = TypeVar("T")
+from server.sqlite import Database, connect
 
 BUSY_TIMEOUT_SECONDS = 5.0  # how long a write waits for another process (the enroll command)
 
@@ -60,26 +56,14 @@ def certificate_key(certificate: x509.Certificate) -> tuple[str, str]:
 
 class CardRegistry:
     def __init__(self, connection: sqlite3.Connection) -> None:
-        self._connection = connection
-        self._lock = threading.Lock()
+        self._db = Database(connection, "card registry")
 
     @classmethod
     async def open(cls, path: Path) -> CardRegistry:
         return cls(await asyncio.to_thread(_connect, path))
 
     async def close(self) -> None:
-        def close() -> None:
-            with self._lock:
-                self._connection.close()
-
-        await asyncio.to_thread(close)
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._lock, self._connection:
-                return work(self._connection)
-
-        return await asyncio.to_thread(call)
+        await self._db.close()
 
     async def find(self, certificate: x509.Certificate) -> Registration | None:
         issuer_hash, serial = certificate_key(certificate)
@@ -92,7 +76,7 @@ class CardRegistry:
             ).fetchone()
             return Registration(*row) if row else None
 
-        return await self._run(find)
+        return await self._db.run(find)
 
     async def register(
         self, certificate: x509.Certificate, id_number: str, *, registered_by: str
@@ -125,7 +109,7 @@ class CardRegistry:
                 ),
             )
 
-        await self._run(write)
+        await self._db.run(write)
         return registration
 
     async def count_for(self, id_number: str) -> int:
@@ -135,13 +119,11 @@ class CardRegistry:
             ).fetchone()
             return int(row[0])
 
-        return await self._run(count)
+        return await self._db.run(count)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
+    connection = connect(path, busy_timeout=BUSY_TIMEOUT_SECONDS)
     connection.executescript(SCHEMA)
     return connection
 
