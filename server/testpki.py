@@ -16,7 +16,8 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from server.card.moica import SUBJECT_DIRECTORY_ATTRIBUTES, encode_id_suffix_attributes
@@ -156,12 +157,7 @@ class TestPki:
             )
         )
         if id_number is not None:
-            builder = builder.add_extension(
-                x509.UnrecognizedExtension(
-                    SUBJECT_DIRECTORY_ATTRIBUTES, encode_id_suffix_attributes(id_number[-4:])
-                ),
-                critical=False,
-            )
+            builder = builder.add_extension(id_suffix_extension(id_number[-4:]), critical=False)
         return Holder(builder.sign(self.ca_key, hashes.SHA256()), key, card_serial)
 
     # -- files (blocking I/O; the simulator keeps its PKI across restarts) ----------------------
@@ -218,7 +214,7 @@ def load_holder(folder: Path) -> Holder | None:
     )
 
 
-def write_private_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+def write_private_key(path: Path, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> None:
     """Write a PEM private key readable only by its owner (created 0600, replaced atomically)."""
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -239,6 +235,53 @@ def load_private_key(path: Path) -> rsa.RSAPrivateKey:
     return key
 
 
+def ca_certificate(
+    subject: x509.Name,
+    key: CertificateIssuerPrivateKeyTypes,
+    issuer: x509.Name,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    *,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    path_length: int | None,
+    digital_signature: bool,
+) -> x509.Certificate:
+    """Build a CA certificate (keyCertSign + cRLSign, key identifiers), signed with SHA-256.
+
+    Shared by the card PKI here, the embedded authority's CA and the tests' mobile PKI, which
+    differ only in key type, validity, path length and the digitalSignature bit.
+    """
+    usage = x509.KeyUsage(
+        digital_signature=digital_signature, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+def id_suffix_extension(suffix: str) -> x509.UnrecognizedExtension:
+    """Build the MOICA subjectDirectoryAttributes extension with the ID number's last 4 digits."""
+    return x509.UnrecognizedExtension(
+        SUBJECT_DIRECTORY_ATTRIBUTES, encode_id_suffix_attributes(suffix)
+    )
+
+
 def _ca_certificate(
     subject: x509.Name,
     key: rsa.RSAPrivateKey,
@@ -249,25 +292,13 @@ def _ca_certificate(
     path_length: int,
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
-    usage = x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-        encipher_only=False, decipher_only=False,
-    )  # fmt: skip
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(usage, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-        .sign(issuer_key, hashes.SHA256())
+    return ca_certificate(
+        subject,
+        key,
+        issuer,
+        issuer_key,
+        not_before=now - CLOCK_SKEW,
+        not_after=now + datetime.timedelta(days=days),
+        path_length=path_length,
+        digital_signature=True,
     )

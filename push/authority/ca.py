@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from server.testpki import ca_certificate, id_suffix_extension, write_private_key
+
 log = logging.getLogger(__name__)
 
 CA_DIR = "twfido-ca"
@@ -29,10 +29,6 @@ ROOT_DAYS = 20 * 365  # GRCA roots are long-lived; the test root outlives any de
 INTERMEDIATE_DAYS = 10 * 365
 DEVICE_CERT_DAYS = 2 * 365  # MOICA mobile certificates are issued for a few years
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # notBefore back-dated so a slow client clock accepts it
-
-# MOICA puts the last 4 digits of the ID number in subjectDirectoryAttributes under this OID.
-ID_SUFFIX_ATTRIBUTE = "2.16.886.1.100.2.51"
-SUBJECT_DIRECTORY_ATTRIBUTES = x509.ObjectIdentifier("2.5.29.9")
 
 ROOT_NAME = x509.Name(
     [
@@ -81,12 +77,7 @@ class TestCa:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_signing_key_usage(), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(
-                x509.UnrecognizedExtension(
-                    SUBJECT_DIRECTORY_ATTRIBUTES, _id_suffix_attributes(id_number[-4:])
-                ),
-                critical=False,
-            )
+            .add_extension(id_suffix_extension(id_number[-4:]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(
@@ -135,8 +126,8 @@ def load_or_create(data_dir: Path) -> TestCa:
         INTERMEDIATE_NAME, intermediate_key, ROOT_NAME, root_key, INTERMEDIATE_DAYS, path_length=0
     )
 
-    _write_private(paths["root.key"], root_key)
-    _write_private(paths["intermediate.key"], intermediate_key)
+    write_private_key(paths["root.key"], root_key)
+    write_private_key(paths["intermediate.key"], intermediate_key)
     paths["root.pem"].write_bytes(root_cert.public_bytes(serialization.Encoding.PEM))
     paths["intermediate.pem"].write_bytes(
         intermediate_cert.public_bytes(serialization.Encoding.PEM)
@@ -155,27 +146,15 @@ def _ca_certificate(
     path_length: int,
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
-    key_usage = x509.KeyUsage(
-        digital_signature=False, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-        encipher_only=False, decipher_only=False,
-    )  # fmt: skip
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(key_usage, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-        .sign(issuer_key, hashes.SHA256())
+    return ca_certificate(
+        subject,
+        key,
+        issuer,
+        issuer_key,
+        not_before=now - CLOCK_SKEW,
+        not_after=now + datetime.timedelta(days=days),
+        path_length=path_length,
+        digital_signature=False,
     )
 
 
@@ -185,49 +164,6 @@ def _signing_key_usage() -> x509.KeyUsage:
         data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
         encipher_only=False, decipher_only=False,
     )  # fmt: skip
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    """Encode one DER TLV (definite length)."""
-    length = len(content)
-    if length < 0x80:
-        return bytes([tag, length]) + content
-    size = (length.bit_length() + 7) // 8
-    return bytes([tag, 0x80 | size]) + length.to_bytes(size, "big") + content
-
-
-def _der_oid(dotted: str) -> bytes:
-    parts = [int(part) for part in dotted.split(".")]
-    body = bytearray([40 * parts[0] + parts[1]])
-    for part in parts[2:]:
-        chunk = [part & 0x7F]
-        part >>= 7
-        while part:
-            chunk.append(0x80 | (part & 0x7F))
-            part >>= 7
-        body.extend(reversed(chunk))
-    return _der(0x06, bytes(body))
-
-
-def _id_suffix_attributes(suffix: str) -> bytes:
-    """Build SubjectDirectoryAttributes ::= SEQUENCE OF Attribute with the ID-number suffix."""
-    value = _der(0x13, suffix.encode("ascii"))  # PrintableString
-    attribute = _der(0x30, _der_oid(ID_SUFFIX_ATTRIBUTE) + _der(0x31, value))
-    return _der(0x30, attribute)
-
-
-def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    """Write a PEM private key that only the owner can read, created with mode 0600."""
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    os.replace(temporary, path)
 
 
 def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:

@@ -16,39 +16,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-SUBJECT_DIRECTORY_ATTRIBUTES = x509.ObjectIdentifier("2.5.29.9")
-ID_LAST4_ATTRIBUTE = "2.16.886.1.100.2.51"
+from server.card.moica import encode_id_suffix_attributes
+from server.testpki import ca_certificate, id_suffix_extension
+
+# The MOICA last-4 attribute as the tests name it: SEQUENCE { SEQUENCE { OID, SET { String } } }.
+subject_directory_attributes = encode_id_suffix_attributes
+
 TEST_KEY_BITS = 2048  # MOICA-G2 key size; G3 uses 4096, which is slower to generate
-
-
-def _der_length(length: int) -> bytes:
-    if length < 0x80:
-        return bytes([length])
-    body = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(content)) + content
-
-
-def _der_oid(dotted: str) -> bytes:
-    parts = [int(p) for p in dotted.split(".")]
-    body = bytearray([40 * parts[0] + parts[1]])
-    for part in parts[2:]:
-        chunk = [part & 0x7F]
-        part >>= 7
-        while part:
-            chunk.append(0x80 | (part & 0x7F))
-            part >>= 7
-        body += bytes(reversed(chunk))
-    return _der(0x06, bytes(body))
-
-
-def subject_directory_attributes(last4: str) -> bytes:
-    """Encode SEQUENCE { SEQUENCE { OID 2.16.886.1.100.2.51, SET { PrintableString } } }."""
-    value = _der(0x31, _der(0x13, last4.encode("ascii")))
-    return _der(0x30, _der(0x30, _der_oid(ID_LAST4_ATTRIBUTE) + value))
 
 
 def _name(common_name: str) -> x509.Name:
@@ -72,25 +46,16 @@ def _ca_cert(
     now: dt.datetime,
     path_length: int | None,
 ) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(_name(issuer_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=365))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
-        )
+    return ca_certificate(
+        _name(name),
+        key,
+        _name(issuer_name),
+        issuer_key,
+        not_before=now - dt.timedelta(days=365),
+        not_after=now + dt.timedelta(days=3650),
+        path_length=path_length,
+        digital_signature=False,
     )
-    return builder.sign(issuer_key, hashes.SHA256())
 
 
 @dataclass
@@ -169,10 +134,8 @@ class TestPki:
             )
         )
         if last4 is not None:
-            value = subject_directory_attributes(last4 or id_number[-4:])
-            builder = builder.add_extension(
-                x509.UnrecognizedExtension(SUBJECT_DIRECTORY_ATTRIBUTES, value), critical=False
-            )
+            extension = id_suffix_extension(last4 or id_number[-4:])
+            builder = builder.add_extension(extension, critical=False)
         credential = UserCredential(key, builder.sign(ca_key, hashes.SHA256()))
         self.issued.append(credential)
         return credential
