@@ -87,6 +87,16 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
     await fresh.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> object:
+    try:
+        return (yield)
+    finally:
+        watch = getattr(item, "funcargs", {}).get("watch")
+        if isinstance(watch, PageWatch):
+            watch.stop()
+
+
 @pytest.fixture
 def watch() -> PageWatch:
     return PageWatch()

@@ -66,6 +66,12 @@ class PageWatch:
     csp_violations: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     allowed: list[re.Pattern[str]] = field(default_factory=list)
+    # Set once the test body has returned: what the page logs while fixtures tear the app
+    # down (fetches refused by a stopped server) is not the test's concern.
+    stopped: bool = False
+
+    def stop(self) -> None:
+        self.stopped = True
 
     def attach(self, page: Page) -> None:
         page.on("pageerror", self._on_page_error)
@@ -88,9 +94,13 @@ class PageWatch:
         )
 
     def _on_page_error(self, error: Error) -> None:
+        if self.stopped:
+            return
         self.page_errors.append(f"{error.name}: {error.message}")
 
     def _on_console(self, message: ConsoleMessage) -> None:
+        if self.stopped:
+            return
         text = message.text
         if CSP_VIOLATION.search(text):
             self.csp_violations.append(text)
