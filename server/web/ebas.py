@@ -196,7 +196,7 @@ async def portal(request: web.Request) -> web.Response:
         tag("p", f"{account.display_name}，您好。", class_="greeting"),
         _password_notice(account, notice_days),
         _account_details(account, session),
-        _card_registration_link(request),
+        _card_registration_link(request, str(session.get("method", ""))),
         tag(
             "form",
             tag("button", "登出", type="submit", class_="button"),
@@ -225,9 +225,12 @@ async def logout(request: web.Request) -> web.Response:
     return _clear_session_cookie(redirect(LOGIN_PAGE))
 
 
-def _card_registration_link(request: web.Request) -> Html:
-    """Return the link to the 自然人憑證 registration page, or nothing without the card method."""
-    if "card" not in request.app.get(METHODS, {}):
+def _card_registration_link(request: web.Request, signed_in_with: str) -> Html:
+    """Return the link to the 自然人憑證 registration page, unless it cannot help.
+
+    Nothing without the card method, and nothing after a card login: that card is registered.
+    """
+    if "card" not in request.app.get(METHODS, {}) or signed_in_with == "card":
         return Html("")
     return tag(
         "p",
