@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from push.phone import PhoneSimulator
 from server.demo import DEMO_IDS
 from server.web.app import POLLER
 from server.web.keys import STORE
-from tests.support.live import LiveApp, live_app
+from tests.support.live import LiveApp, free_port, live_app
 
 ACTIVE = DEMO_IDS["active"]
 EVENT_TIMEOUT = 10.0
@@ -272,3 +273,25 @@ async def test_concurrent_starts_leave_one_pending(
             states.append((await response.json())["state"])
     assert states.count("pending") == 1
     assert states.count("cancelled") == 2
+
+
+async def test_unreachable_authority_ends_login_with_retry_message(tmp_path: Path) -> None:
+    closed_port = free_port()  # nothing listens here
+    overrides = {
+        "twfido": {
+            "mode": "moi",
+            "api_url": f"http://127.0.0.1:{closed_port}",
+            "sp_service_id": "uat-service",
+            "aes_key": base64.b64encode(bytes(range(32))).decode(),
+            "http_timeout": 1,
+        }
+    }
+    async with live_app(tmp_path / "data", overrides) as moi_app:
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(moi_app.url, cookie_jar=jar) as session:
+            status, login = await start(session)
+
+    assert status == 201
+    assert login["state"] == "failed"
+    assert login["reason"] == "authority_unreachable"
+    assert "稍後再試" in login["message"]
