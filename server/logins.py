@@ -24,7 +24,15 @@ log = logging.getLogger(__name__)
 
 # Method data the browser may see; everything else (transaction ids, tickets, challenges) stays
 # on the server.
-PUBLIC_DATA = ("mode", "verification_code", "hint", "push_status", "push_message", "must_change")
+PUBLIC_DATA = (
+    "mode",
+    "verification_code",
+    "hint",
+    "push_status",
+    "push_message",
+    "must_change",
+    "change_reason",
+)
 
 # Default zh-TW text per ending, used when a method gives none.
 ENDING_MESSAGES: dict[str, str] = {

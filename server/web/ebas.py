@@ -53,11 +53,12 @@ COMPLETION_CLAIM_SECONDS = 1800
 # An ES256 assertion is well under 1 KB; a longer field is not one of ours.
 MAX_ASSERTION_LENGTH = 4096
 
+# The portal's 登入方式 row uses the names of the login page's tabs.
 METHOD_LABELS = {
     "mobile": "行動自然人憑證",
     "card": "自然人憑證",
     "nhi": "健保卡",
-    "password": "人事服務網帳號密碼",
+    "password": "帳號密碼",
 }
 BASIC_SERVICES = (
     ("主計法規查詢", "查詢主計相關法規、函釋與作業規定。"),
@@ -192,7 +193,7 @@ async def portal(request: web.Request) -> web.Response:
 
     notice_days = request.app[SETTINGS].accounts.password_notice_days
     body = join(
-        tag("h1", "全國主計網 eBAS"),
+        tag("h1", "eBAS 首頁"),
         tag("p", f"{account.display_name}，您好。", class_="greeting"),
         _password_notice(account, notice_days),
         _account_details(account, session),
@@ -236,8 +237,9 @@ def _card_registration_link(request: web.Request, signed_in_with: str) -> Html:
         "p",
         join(
             tag("a", "註冊自然人憑證", href=CARD_REGISTER_PATH, class_="button"),
-            "　註冊後，下次即可用自然人憑證登入。",
+            tag("span", "註冊後，下次即可用自然人憑證登入。", class_="action-note"),
         ),
+        class_="action-row",
     )
 
 

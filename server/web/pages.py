@@ -12,6 +12,8 @@ from html import escape
 from aiohttp import web
 
 SITE_NAME = "全國主計網 eBAS"
+AGENCY_NAME = "行政院主計總處"
+FOOTER_TEXT = "行政院主計總處 全國主計網（eBAS）"
 STYLESHEET = "/static/ebas.css"
 LOGIN_PAGE = "/"
 
@@ -46,8 +48,9 @@ def tag(name: str, content: Html | str = "", **attributes: str) -> Html:
 def document(title: str, body: Html) -> str:
     """Wrap a page body in the shared layout.
 
-    The referrer policy is same-origin because under no-referrer Chromium sends "Origin: null" on
-    the logout form post, which the same-site check of /ebas/logout rejects.
+    The header and footer repeat those of the login page (``static/index.html``). The referrer
+    policy is same-origin because under no-referrer Chromium sends "Origin: null" on the logout
+    form post, which the same-site check of /ebas/logout rejects.
     """
     return f"""<!doctype html>
 <html lang="zh-Hant-TW">
@@ -60,11 +63,19 @@ def document(title: str, body: Html) -> str:
 <link rel="stylesheet" href="{STYLESHEET}">
 </head>
 <body>
-<header class="site-header"><span class="site-name">{escape(SITE_NAME)}</span></header>
+<header class="site-header">
+<div class="site-header__inner">
+<img class="site-header__logo" src="/static/img/logo.svg" alt="" width="44" height="44">
+<div>
+<p class="site-header__title">{escape(SITE_NAME)}</p>
+<p class="site-header__agency">{escape(AGENCY_NAME)}</p>
+</div>
+</div>
+</header>
 <main class="card">
 {body.markup}
 </main>
-<footer class="site-footer">行政院主計總處 全國主計網</footer>
+<footer class="site-footer"><p>{escape(FOOTER_TEXT)}</p></footer>
 </body>
 </html>
 """

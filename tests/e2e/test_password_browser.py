@@ -55,7 +55,7 @@ async def test_password_login_reaches_the_portal(page: Page, live: LiveApp) -> N
 
     await page.wait_for_url("**/ebas/portal")
     await expect(page.locator(".greeting")).to_have_text("陳安娜，您好。")
-    await expect(page.locator("dl.details")).to_contain_text("人事服務網帳號密碼")
+    await expect(page.locator("dl.details")).to_contain_text("登入方式帳號密碼")
 
 
 async def test_stale_password_must_be_changed_under_the_policy(
@@ -68,6 +68,7 @@ async def test_stale_password_must_be_changed_under_the_policy(
     await expect(page.locator("#password-change-form")).to_be_visible()
     await expect(page.locator("#password-form")).to_be_hidden()
     await expect(page.locator("#password-change-reason")).to_contain_text("90 天")
+    await expect(page.locator("#password-change-reason")).not_to_contain_text("首次登入")
 
     rules = live.settings.password
     policy = PasswordPolicy(rules.min_length, rules.min_classes, rules.max_length)

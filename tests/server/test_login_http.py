@@ -115,6 +115,17 @@ async def test_locked_account_answers_423(app_client: tuple[Client, Settings]) -
     assert int(locked.headers["Retry-After"]) == settings.password.lockout_seconds
 
 
+async def test_first_login_reports_required_change(app_client: tuple[Client, Settings]) -> None:
+    client, settings = app_client
+    started = await (
+        await password_login(client, settings, "lin.meiyu", DEMO["lin.meiyu"].password)
+    ).json()
+
+    assert started["state"] == "pending"
+    assert started["must_change"] is True
+    assert started["change_reason"] == "required"
+
+
 async def test_forced_change_then_portal_without_notice(
     app_client: tuple[Client, Settings],
 ) -> None:
@@ -124,6 +135,7 @@ async def test_forced_change_then_portal_without_notice(
     ).json()
     assert started["state"] == "pending"
     assert started["must_change"] is True
+    assert started["change_reason"] == "expired"
     assert "assertion" not in started
 
     change_url = f"/api/logins/{started['login_id']}/password"

@@ -9,7 +9,12 @@ const TEXT = {
   submit: "登入",
   submitting: "驗證中…",
   changeTitle: "請變更密碼",
-  // The server does not say which rule applies, so one text names every case.
+  // Keyed by the login's change_reason; "required" covers a first login and an administrator reset.
+  changeReasons: {
+    required: "您是首次登入，或密碼已由管理者重設，請先設定新密碼再完成登入。",
+    expired: "您的密碼已超過 {days} 天未變更，請先設定新密碼再完成登入。",
+  },
+  // For a login without a known change_reason.
   changeRequired: "您是首次登入、密碼已由管理者重設，或密碼已超過 {days} 天未變更，請先設定新密碼再完成登入。",
   newEmpty: "請輸入新密碼。",
   mismatch: "兩次輸入的新密碼不一致，請重新輸入。",
@@ -66,7 +71,7 @@ export function mount(panel, ctx) {
   );
 
   const changeReason = element("p", { id: "password-change-reason", className: "lead" });
-  const policyText = element("p", { id: "password-policy", className: "field__help" }, TEXT.policyFallback);
+  const policyText = element("p", { id: "password-policy", className: "field__help method-form__rule" }, TEXT.policyFallback);
   const newPassword = element("input", {
     id: "password-new", name: "new_password", className: "field__input", type: "password",
     autocomplete: "new-password", maxLength: 128, "aria-describedby": "password-policy",
@@ -141,7 +146,10 @@ export function mount(panel, ctx) {
     loginForm.hidden = true;
     changeForm.hidden = false;
     changeError.textContent = "";
-    changeReason.textContent = TEXT.changeRequired.replace("{days}", String(rules.max_age_days));
+    const reasonText = Object.hasOwn(TEXT.changeReasons, state.change_reason)
+      ? TEXT.changeReasons[state.change_reason]
+      : TEXT.changeRequired;
+    changeReason.textContent = reasonText.replace("{days}", String(rules.max_age_days));
     changeTitle.focus();
   }
 
