@@ -30,20 +30,20 @@ CLOCK_SKEW = datetime.timedelta(minutes=5)  # notBefore back-dated so a slow clo
 OCSP_PATH = "/ocsp"
 CRL_PATH = "/crl/moica-test.crl"
 
-ROOT_NAME = x509.Name(
-    [
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ebas-login test PKI"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "GRCA Test Root (card simulator, not trusted)"),
-    ]
-)
-CA_NAME = x509.Name(
-    [
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ebas-login test PKI"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "MOICA Test (card simulator, not trusted)"),
-    ]
-)
+
+def pki_name(common_name: str) -> x509.Name:
+    """Return a subject name of the ebas-login test PKI with this common name."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ebas-login test PKI"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+ROOT_NAME = pki_name("GRCA Test Root (card simulator, not trusted)")
+CA_NAME = pki_name("MOICA Test (card simulator, not trusted)")
 
 
 @dataclass(frozen=True)

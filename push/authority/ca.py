@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from server.testpki import ca_certificate, id_suffix_extension, write_private_key
+from server.testpki import ca_certificate, id_suffix_extension, pki_name, write_private_key
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +30,8 @@ INTERMEDIATE_DAYS = 10 * 365
 DEVICE_CERT_DAYS = 2 * 365  # MOICA mobile certificates are issued for a few years
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # notBefore back-dated so a slow client clock accepts it
 
-ROOT_NAME = x509.Name(
-    [
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ebas-login test PKI"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "GRCA Test Root (embedded authority, not trusted)"),
-    ]
-)
-INTERMEDIATE_NAME = x509.Name(
-    [
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ebas-login test PKI"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "MOICA Test (embedded authority, not trusted)"),
-    ]
-)
+ROOT_NAME = pki_name("GRCA Test Root (embedded authority, not trusted)")
+INTERMEDIATE_NAME = pki_name("MOICA Test (embedded authority, not trusted)")
 
 
 @dataclass(frozen=True)
