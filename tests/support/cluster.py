@@ -15,7 +15,6 @@ import itertools
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from tests.support.process import end_process, free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0  # seconds for a node to answer /healthz; a cold start takes about two
 STOP_TIMEOUT = 10.0  # seconds for a clean stop before SIGKILL
@@ -39,12 +40,6 @@ HOP_HEADERS = frozenset(
         "trailer", "transfer-encoding", "upgrade", "content-length", "host",
     }
 )  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def shared_settings(
@@ -119,12 +114,7 @@ class NodeProcess:
         if self.process is None:
             return
         process, self.process = self.process, None
-        process.send_signal(sig)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process, sig, STOP_TIMEOUT)
 
     def _healthy(self) -> bool:
         with contextlib.suppress(urllib.error.URLError, OSError):

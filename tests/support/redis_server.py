@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.process import end_process, free_port
+
 START_TIMEOUT = 15.0  # seconds; an AOF reload of test data takes milliseconds, a cold start less
 STOP_TIMEOUT = 10.0  # seconds for a clean shutdown (it flushes the AOF) before SIGKILL
 PING_INTERVAL = 0.02  # seconds between readiness probes while it starts
@@ -29,13 +31,6 @@ def find_redis_server() -> str:
     if not Path(binary).is_file():
         raise RedisServerMissing(INSTALL_HINT)
     return binary
-
-
-def free_port() -> int:
-    """Return a loopback port nothing listens on now (another process may take it later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -98,12 +93,7 @@ class RedisServer:
         if self.process is None:
             return
         process, self.process = self.process, None
-        process.send_signal(sig)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process, sig, STOP_TIMEOUT)
 
     def _answers_ping(self) -> bool:
         # A server still loading its AOF replies -LOADING, which is not ready either.
