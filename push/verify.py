@@ -36,7 +36,7 @@ MAX_CHAIN_DEPTH = 3  # user → MOICA → GRCA, plus one cross-certificate at mo
 MAX_CERT_B64_CHARS = 16 * 1024  # a 4096-bit MOICA user certificate is about 2.5 KB of base64
 MAX_SIGNATURE_B64_CHARS = 2048  # base64 of an RSA-4096 signature is 684 characters
 EC_CURVE = "secp256r1"  # the only curve accepted: the embedded authority's device keys use it
-# How hashed_id_num may be checked (twfido.hashed_id_num); the real hash is unconfirmed.
+# Ways to check hashed_id_num (twfido.hashed_id_num); the real hash is unconfirmed.
 HASHED_ID_SCHEMES = ("off", "sha256-hex")
 MAX_DER_ITEMS = 32  # attributes read from subjectDirectoryAttributes, against hostile input
 
@@ -131,7 +131,7 @@ def load_trust_anchors(paths: Sequence[Path]) -> list[x509.Certificate]:
     """Read every certificate of the PEM files ``paths`` (blocking file I/O; call in a thread).
 
     A file may hold several certificates (GRCA and MOICA, or two CA generations). Raise
-    ``ValueError`` naming the file when one cannot be read or holds no certificate.
+    ``ValueError`` naming the file when one cannot be read or contains no certificate.
     """
     anchors: list[x509.Certificate] = []
     for path in paths:
@@ -140,7 +140,7 @@ def load_trust_anchors(paths: Sequence[Path]) -> list[x509.Certificate]:
         except OSError as exc:
             raise ValueError(f"cannot read trust anchor file {path}: {exc.strerror}") from None
         except ValueError:
-            raise ValueError(f"trust anchor file {path} holds no PEM certificate") from None
+            raise ValueError(f"trust anchor file {path} contains no PEM certificate") from None
     return anchors
 
 

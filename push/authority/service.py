@@ -163,7 +163,7 @@ class Authority:
             await self.relay.leave(device.id_number)
 
     async def reachable(self, id_number: str, device_name: str = "") -> bool:
-        """Whether a phone channel of ``id_number`` is open on this node or another one."""
+        """Return whether a phone channel of ``id_number`` is open on this node or another one."""
         if self.hub.connected(id_number, device_name):
             return True
         return self.relay is not None and await self.relay.reachable_elsewhere(id_number)

@@ -57,7 +57,7 @@ class TrustAnchors:
 def _load_pem(path: Path) -> list[x509.Certificate]:
     certificates = x509.load_pem_x509_certificates(path.read_bytes())
     if not certificates:
-        raise ValueError(f"{path} holds no PEM certificate")
+        raise ValueError(f"{path} contains no PEM certificate")
     return certificates
 
 

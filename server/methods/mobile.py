@@ -282,7 +282,7 @@ class MobileMethod(LoginMethod):
 
     async def _fail_upstream(self, session: LoginSession, exc: Exception) -> LoginSession:
         if isinstance(exc, SpApiUntrusted):
-            log.error("login %s: untrusted TW FidO answer rejected: %s", session.id, exc)
+            log.error("login %s: untrusted TW FidO response rejected: %s", session.id, exc)
             reason, message = (
                 "untrusted_answer",
                 "驗證服務回應無法確認其完整性，已中止登入，請重新登入。",

@@ -121,7 +121,8 @@ async def test_moi_qr_login_reaches_portal(
     scanned = await decode_shown_qr(page)
 
     issued = fake.calls_to("getSpTicket")
-    assert len(issued) == 1 and issued[0].body["op_mode"] == "I-SCAN"
+    assert len(issued) == 1
+    assert issued[0].body["op_mode"] == "I-SCAN"
     sp_ticket_id = ticket_codec.decode(scanned).sp_ticket_id
     assert fake.transactions[sp_ticket_id].sp_ticket == scanned
     fake.approve(sp_ticket_id)  # the phone app scanned this code and the person approved

@@ -147,7 +147,8 @@ async def forced_change_login(browser: aiohttp.ClientSession, live: LiveApp) -> 
     body = {"method": "password", "account": "wang.xiaoming", "password": "Wang#2024demo"}
     async with browser.post("/api/logins", json=body, headers={"Origin": live.url}) as response:
         view = await response.json()
-    assert view["state"] == "pending" and view["must_change"] is True
+    assert view["state"] == "pending"
+    assert view["must_change"] is True
     return str(view["login_id"])
 
 
